@@ -1,0 +1,141 @@
+//! GET/HEAD /hls/{video_id}/{*object}: one HLS object of a ready video.
+//!
+//! Readiness is checked against the catalogue (cached briefly: `ready` is
+//! terminal, so a short TTL only delays a deletion). The S3 body is streamed
+//! through, never buffered.
+
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use shared::error::Problem;
+use shared::extract::VideoId;
+use shared::layout;
+use shared::storage::Storage;
+use shared::videos::Videos;
+use uuid::Uuid;
+
+#[derive(Clone)]
+pub struct OriginState {
+    pub videos: Videos,
+    pub storage: Storage,
+    pub ready: moka::future::Cache<Uuid, ()>,
+}
+
+impl OriginState {
+    pub fn new(videos: Videos, storage: Storage) -> Self {
+        let ready = moka::future::Cache::builder().max_capacity(100_000).time_to_live(Duration::from_secs(10)).build();
+        Self { videos, storage, ready }
+    }
+}
+
+/// A relative object path inside a video's HLS prefix: at most two segments
+/// of `[A-Za-z0-9._-]`, none starting with a dot, with a known extension.
+/// Anything else (traversal, odd characters) is refused before S3 sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HlsObject(String);
+
+impl HlsObject {
+    pub fn parse(raw: &str) -> Option<Self> {
+        let parts: Vec<&str> = raw.split('/').collect();
+        let ok = (1..=2).contains(&parts.len())
+            && parts.iter().all(|p| {
+                !p.is_empty() && !p.starts_with('.') && p.len() <= 64 && p.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+            });
+        (ok && kind(raw).is_some()).then(|| HlsObject(raw.to_owned()))
+    }
+}
+
+/// Content type and cache policy by extension. Segments and posters never
+/// change once written; playlists of a VOD do not either, but get an hour so
+/// a re-transcode (or a purge) takes effect without waiting a year.
+fn kind(path: &str) -> Option<(&'static str, &'static str)> {
+    const IMMUTABLE: &str = "public, max-age=31536000, immutable";
+    const PLAYLIST: &str = "public, max-age=3600";
+    Some(match path.rsplit('.').next()? {
+        "m3u8" => ("application/vnd.apple.mpegurl", PLAYLIST),
+        "m4s" => ("video/iso.segment", IMMUTABLE),
+        "mp4" => ("video/mp4", IMMUTABLE),
+        "ts" => ("video/mp2t", IMMUTABLE),
+        "jpg" => ("image/jpeg", IMMUTABLE),
+        "vtt" => ("text/vtt", PLAYLIST),
+        "mpd" => ("application/dash+xml", PLAYLIST),
+        _ => return None,
+    })
+}
+
+fn not_found(detail: String) -> Response {
+    Problem::new(StatusCode::NOT_FOUND, "hls-object-not-found", "Not found", detail).into_response()
+}
+
+pub async fn get_object(State(st): State<OriginState>, method: Method, Path((raw_id, raw_path)): Path<(String, String)>, headers: HeaderMap) -> Response {
+    let id = match VideoId::parse(&raw_id) {
+        Ok(VideoId(id)) => id,
+        Err(p) => return p.into_response(),
+    };
+    let Some(object) = HlsObject::parse(&raw_path) else {
+        return not_found(format!("{raw_path:?} is not an HLS object name"));
+    };
+    if st.ready.get(&id).await.is_none() {
+        match st.videos.get(id).await {
+            Ok(Some(v)) if v.status == "ready" => st.ready.insert(id, ()).await,
+            Ok(Some(v)) => return not_found(format!("video {id} is not ready yet (status: {})", v.status)),
+            Ok(None) => return not_found(format!("there is no video {id}")),
+            Err(e) => return Problem::unavailable("catalogue", &e).into_response(),
+        }
+    }
+    let key = format!("{}{}", layout::hls_prefix(id), object.0);
+    let range = headers.get(header::RANGE).and_then(|v| v.to_str().ok());
+    let mut req = st.storage.client().get_object().bucket(st.storage.bucket()).key(&key);
+    if let Some(r) = range {
+        req = req.range(r);
+    }
+    let out = match req.send().await {
+        Ok(out) => out,
+        Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => return not_found(format!("no object {}", object.0)),
+        Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 416) => {
+            return Problem::new(StatusCode::RANGE_NOT_SATISFIABLE, "range-not-satisfiable", "Range not satisfiable", "the requested range is outside the object").into_response();
+        }
+        Err(e) => return Problem::unavailable("object storage", &anyhow::Error::new(e)).into_response(),
+    };
+    let (content_type, cache_control) = kind(&object.0).expect("checked by HlsObject::parse");
+    let mut res = Response::builder()
+        .status(if out.content_range().is_some() { StatusCode::PARTIAL_CONTENT } else { StatusCode::OK })
+        .header(header::CONTENT_TYPE, content_type)
+        .header(header::CACHE_CONTROL, cache_control)
+        .header(header::ACCEPT_RANGES, "bytes");
+    let h = res.headers_mut().expect("builder is valid");
+    if let Some(len) = out.content_length() {
+        h.insert(header::CONTENT_LENGTH, len.into());
+    }
+    for (name, value) in [(header::ETAG, out.e_tag()), (header::CONTENT_RANGE, out.content_range())] {
+        if let Some(v) = value.and_then(|v| HeaderValue::from_str(v).ok()) {
+            h.insert(name, v);
+        }
+    }
+    if let Some(lm) = out.last_modified().and_then(|t| t.fmt(shared::storage::DateFormat::HttpDate).ok()) {
+        if let Ok(v) = HeaderValue::from_str(&lm) {
+            h.insert(header::LAST_MODIFIED, v);
+        }
+    }
+    let body = if method == Method::HEAD { Body::empty() } else { Body::from_stream(tokio_util::io::ReaderStream::new(out.body.into_async_read())) };
+    res.body(body).unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn object_paths_are_confined_to_the_video_prefix() {
+        assert!(HlsObject::parse("master.m3u8").is_some());
+        assert!(HlsObject::parse("720p/seg_00001.m4s").is_some());
+        assert!(HlsObject::parse("../other/master.m3u8").is_none());
+        assert!(HlsObject::parse("720p/.hidden.m4s").is_none());
+        assert!(HlsObject::parse("a/b/c.m4s").is_none());
+        assert!(HlsObject::parse("720p/seg.exe").is_none());
+        assert!(HlsObject::parse("720p//x.m4s").is_none());
+    }
+}

@@ -1,0 +1,233 @@
+//! The one ffmpeg process per job: one decode, a `split` to every rung and a
+//! poster, one encode per rung, CMAF (fMP4) HLS out.
+//!
+//! Keyframes are forced every 2 s on the shared timeline (and scene-cut
+//! keyframes are off), so every rung has IDR frames at the same instants and
+//! a player can switch rungs at any segment boundary; 6 s segments are then
+//! exactly three GOPs.
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
+use tokio::process::Command;
+
+use crate::job::JobError;
+use crate::ladder::PlannedRung;
+use crate::probe::SourceInfo;
+
+pub const SEGMENT_SECONDS: u32 = 6;
+pub const KEYFRAME_SECONDS: u32 = 2;
+pub const AUDIO_KBPS: u32 = 128;
+pub const POSTER_FILE: &str = "poster.jpg";
+
+/// What to encode and where.
+pub struct Encode<'a> {
+    pub input: &'a Path,
+    pub out_dir: &'a Path,
+    pub rungs: &'a [PlannedRung],
+    pub source: &'a SourceInfo,
+    pub preset: &'a str,
+}
+
+/// The poster comes from 10% into the video (capped at 10 s): past any fade-in.
+pub fn poster_time(duration: f64) -> f64 {
+    (duration * 0.1).min(10.0)
+}
+
+pub fn args(e: &Encode) -> Vec<String> {
+    let n = e.rungs.len();
+    let mut graph = format!("[0:v]split={}", n + 1);
+    for i in 0..n {
+        graph.push_str(&format!("[s{i}]"));
+    }
+    graph.push_str("[sp]");
+    for (i, r) in e.rungs.iter().enumerate() {
+        graph.push_str(&format!(";[s{i}]scale={}:{},setsar=1[v{i}]", r.width, r.height));
+    }
+    let top = &e.rungs[0];
+    graph.push_str(&format!(";[sp]select='gte(t\\,{:.3})',scale={}:{},setsar=1[poster]", poster_time(e.source.duration), top.width, top.height));
+
+    let gop = ((e.source.frame_rate * KEYFRAME_SECONDS as f64).round() as u32).max(1).to_string();
+    let mut a: Vec<String> = ["-hide_banner", "-nostdin", "-y", "-loglevel", "error", "-progress", "pipe:1", "-nostats", "-i"]
+        .map(String::from)
+        .to_vec();
+    a.push(e.input.display().to_string());
+    a.extend(["-filter_complex".into(), graph]);
+    for i in 0..n {
+        a.extend(["-map".into(), format!("[v{i}]")]);
+        if e.source.has_audio {
+            a.extend(["-map".into(), "0:a:0".into()]);
+        }
+    }
+    a.extend(
+        [
+            "-c:v", "libx264", "-preset", e.preset, "-profile:v", "high", "-pix_fmt", "yuv420p",
+            "-sc_threshold", "0", "-g", &gop, "-keyint_min", &gop,
+            "-force_key_frames", &format!("expr:gte(t,n_forced*{KEYFRAME_SECONDS})"),
+        ]
+        .map(String::from),
+    );
+    for (i, r) in e.rungs.iter().enumerate() {
+        a.extend([
+            format!("-b:v:{i}"), format!("{}k", r.video_kbps),
+            format!("-maxrate:v:{i}"), format!("{}k", r.maxrate_kbps()),
+            format!("-bufsize:v:{i}"), format!("{}k", r.bufsize_kbps()),
+        ]);
+    }
+    if e.source.has_audio {
+        a.extend(["-c:a", "aac", "-b:a", &format!("{AUDIO_KBPS}k"), "-ac", "2", "-ar", "48000"].map(String::from));
+    }
+    let stream_map = e
+        .rungs
+        .iter()
+        .enumerate()
+        .map(|(i, r)| if e.source.has_audio { format!("v:{i},a:{i},name:{}", r.name) } else { format!("v:{i},name:{}", r.name) })
+        .collect::<Vec<_>>()
+        .join(" ");
+    let out = e.out_dir.display();
+    a.extend(
+        [
+            "-f", "hls", "-hls_time", &SEGMENT_SECONDS.to_string(), "-hls_playlist_type", "vod",
+            "-hls_segment_type", "fmp4", "-hls_flags", "independent_segments",
+            "-hls_fmp4_init_filename", "init.mp4",
+            "-hls_segment_filename", &format!("{out}/%v/seg_%05d.m4s"),
+            "-var_stream_map", &stream_map, &format!("{out}/%v/index.m3u8"),
+            "-map", "[poster]", "-frames:v", "1", "-update", "1", &format!("{out}/{POSTER_FILE}"),
+        ]
+        .map(String::from),
+    );
+    a
+}
+
+/// A progress report parsed from `-progress pipe:1`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Progress {
+    pub out_seconds: f64,
+    pub fps: f64,
+    pub speed: f64,
+}
+
+/// Folds one `key=value` line into `p`; true at the end of a report block.
+pub fn parse_progress_line(line: &str, p: &mut Progress) -> bool {
+    let Some((k, v)) = line.trim().split_once('=') else { return false };
+    match k {
+        // Despite its name, out_time_ms is in microseconds too.
+        "out_time_us" | "out_time_ms" => {
+            if let Ok(us) = v.parse::<i64>() {
+                p.out_seconds = us.max(0) as f64 / 1e6;
+            }
+        }
+        "fps" => p.fps = v.parse().unwrap_or(p.fps),
+        "speed" => p.speed = v.trim_end_matches('x').trim().parse().unwrap_or(p.speed),
+        "progress" => return true,
+        _ => {}
+    }
+    false
+}
+
+/// Runs ffmpeg to completion. Kills it if no progress report arrives within
+/// `stall` (a hung decode must not hold a job slot forever). Exit by signal
+/// is transient (OOM killer, operator); a non-zero exit code is permanent,
+/// with the tail of ffmpeg's own error output as the reason.
+pub async fn run(ffmpeg: &str, args: &[String], stall: Duration, mut on_progress: impl FnMut(&Progress)) -> Result<(), JobError> {
+    let mut child = Command::new(ffmpeg)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| JobError::Transient(anyhow::anyhow!("cannot run {ffmpeg}: {e}")))?;
+    let mut stderr = child.stderr.take().expect("piped");
+    let stderr_tail = tokio::spawn(async move {
+        // Only the tail matters for the reason; cap what we keep.
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 4096];
+        while let Ok(n) = stderr.read(&mut chunk).await {
+            if n == 0 {
+                break;
+            }
+            buf.extend_from_slice(&chunk[..n]);
+            if buf.len() > 8192 {
+                buf.drain(..buf.len() - 4096);
+            }
+        }
+        String::from_utf8_lossy(&buf).trim().to_owned()
+    });
+    let mut lines = BufReader::new(child.stdout.take().expect("piped")).lines();
+    let mut p = Progress::default();
+    loop {
+        match tokio::time::timeout(stall, lines.next_line()).await {
+            Err(_) => {
+                let _ = child.kill().await;
+                return Err(JobError::Transient(anyhow::anyhow!("ffmpeg made no progress for {} s and was killed", stall.as_secs())));
+            }
+            Ok(Ok(Some(line))) => {
+                if parse_progress_line(&line, &mut p) {
+                    on_progress(&p);
+                }
+            }
+            Ok(Ok(None)) | Ok(Err(_)) => break,
+        }
+    }
+    let status = child.wait().await.map_err(|e| JobError::Transient(e.into()))?;
+    let tail = stderr_tail.await.unwrap_or_default();
+    if status.success() {
+        return Ok(());
+    }
+    match status.code() {
+        Some(code) => Err(JobError::Permanent(format!("ffmpeg could not transcode the video (exit {code}): {}", last_line(&tail)))),
+        None => Err(JobError::Transient(anyhow::anyhow!("ffmpeg was killed by a signal: {}", last_line(&tail)))),
+    }
+}
+
+fn last_line(s: &str) -> &str {
+    s.lines().last().unwrap_or("no error output")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ladder::Ladder;
+
+    fn source(audio: bool) -> SourceInfo {
+        SourceInfo { width: 1280, height: 720, frame_rate: 30.0, duration: 20.0, has_audio: audio }
+    }
+
+    #[test]
+    fn one_process_encodes_every_rung_from_one_split() {
+        let rungs = "720p=3000k,360p=365k".parse::<Ladder>().unwrap().plan(1280, 720);
+        let src = source(true);
+        let a = args(&Encode { input: Path::new("/in"), out_dir: Path::new("/out"), rungs: &rungs, source: &src, preset: "veryfast" });
+        let joined = a.join(" ");
+        assert!(joined.contains("[0:v]split=3[s0][s1][sp]"));
+        assert!(joined.contains("scale=1280:720") && joined.contains("scale=640:360"));
+        assert!(joined.contains("-g 60 -keyint_min 60"));
+        assert!(joined.contains("-sc_threshold 0"));
+        assert!(joined.contains("expr:gte(t,n_forced*2)"));
+        assert!(joined.contains("-b:v:1 365k"));
+        assert!(joined.contains("v:0,a:0,name:720p v:1,a:1,name:360p"));
+        assert_eq!(a.iter().filter(|x| *x == "-i").count(), 1, "exactly one input, decoded once");
+    }
+
+    #[test]
+    fn silent_sources_map_no_audio() {
+        let rungs = "360p=365k".parse::<Ladder>().unwrap().plan(640, 360);
+        let src = source(false);
+        let a = args(&Encode { input: Path::new("/in"), out_dir: Path::new("/out"), rungs: &rungs, source: &src, preset: "veryfast" }).join(" ");
+        assert!(!a.contains("0:a:0") && !a.contains("-c:a"));
+        assert!(a.contains("v:0,name:360p"));
+    }
+
+    #[test]
+    fn progress_blocks_are_parsed() {
+        let mut p = Progress::default();
+        for l in ["frame=10", "fps=29.5", "out_time_us=4000000", "speed=1.52x"] {
+            assert!(!parse_progress_line(l, &mut p));
+        }
+        assert!(parse_progress_line("progress=continue", &mut p));
+        assert_eq!(p, Progress { out_seconds: 4.0, fps: 29.5, speed: 1.52 });
+    }
+}

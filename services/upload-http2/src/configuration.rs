@@ -1,0 +1,62 @@
+//! Settings of upload-http2, read from the environment.
+
+use shared::cache::RedisSettings;
+use shared::configuration::{ByteSize, Env, Seconds};
+use shared::db::DatabaseSettings;
+use shared::queue::QueueSettings;
+use shared::server::HttpSettings;
+use shared::storage::S3Settings;
+use shared::telemetry::TelemetrySettings;
+
+#[derive(Debug, Clone, Default)]
+pub struct Settings {
+    pub http: HttpSettings,
+    pub telemetry: TelemetrySettings,
+    pub database: DatabaseSettings,
+    pub queue: QueueSettings,
+    pub s3: S3Settings,
+    pub redis: RedisSettings,
+    pub upload: UploadSettings,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct UploadSettings {
+    pub max_bytes: ByteSize,
+    pub part_bytes: ByteSize,
+    pub parts_in_flight: usize,
+    pub idle_timeout: Seconds,
+}
+
+impl Settings {
+    pub fn from_env(env: &mut Env) -> Self {
+        Self {
+            http: HttpSettings::from_env(env, "0.0.0.0:8001"),
+            telemetry: TelemetrySettings::from_env(env),
+            database: DatabaseSettings::from_env(env),
+            queue: QueueSettings::from_env(env),
+            s3: S3Settings::from_env(env),
+            redis: RedisSettings::from_env(env),
+            upload: UploadSettings::from_env(env),
+        }
+    }
+}
+
+impl UploadSettings {
+    pub fn from_env(env: &mut Env) -> Self {
+        let s = Self {
+            max_bytes: env.optional("UPLOAD_MAX_BYTES", "2GiB", "largest accepted upload; larger gets 413"),
+            part_bytes: env.optional("UPLOAD_PART_BYTES", "8MiB", "S3 multipart part size (min 5MiB)"),
+            parts_in_flight: env.optional("UPLOAD_PARTS_IN_FLIGHT", "3", "parts uploading to S3 at once per upload"),
+            idle_timeout: env.optional("UPLOAD_IDLE_TIMEOUT", "60s", "an upload sending nothing for this long is dropped"),
+        };
+        if s.part_bytes.0 < shared::storage::MIN_PART_BYTES {
+            env.invalid(format!("UPLOAD_PART_BYTES={} is below S3's 5MiB minimum part size", s.part_bytes.0));
+        }
+        s
+    }
+
+    /// Worst-case memory one upload holds: the part filling plus those in flight.
+    pub fn buffer_bytes(&self) -> u64 {
+        shared::storage::part_size_for(self.max_bytes.0, self.part_bytes).0 * (self.parts_in_flight as u64 + 1)
+    }
+}

@@ -1,0 +1,89 @@
+//! Redis: short-lived shared state — transcode progress today, counters and
+//! sessions later. Nothing here is the source of truth; losing Redis loses
+//! progress bars, never videos.
+
+use anyhow::Context;
+use redis::aio::ConnectionManager;
+use redis::AsyncCommands;
+use serde::{Deserialize, Serialize};
+use tokio::sync::OnceCell;
+use uuid::Uuid;
+
+use crate::configuration::{Env, Secret};
+
+/// How long a progress record outlives its last update.
+const PROGRESS_TTL_SECS: u64 = 3600;
+
+#[derive(Debug, Clone, Default)]
+pub struct RedisSettings {
+    pub url: Secret,
+    pub prefix: String,
+}
+
+impl RedisSettings {
+    pub fn from_env(env: &mut Env) -> Self {
+        Self {
+            url: env.required("REDIS_URL", "Redis URL, e.g. redis://127.0.0.1:6379"),
+            prefix: env.optional("REDIS_PREFIX", "video", "prefix of every Redis key"),
+        }
+    }
+
+    pub fn cache(&self) -> anyhow::Result<Cache> {
+        let client = redis::Client::open(self.url.expose()).context("REDIS_URL is not a valid Redis URL")?;
+        Ok(Cache { client, conn: std::sync::Arc::new(OnceCell::new()), prefix: self.prefix.clone() })
+    }
+}
+
+/// A lazily connected, self-reconnecting Redis handle.
+#[derive(Clone)]
+pub struct Cache {
+    client: redis::Client,
+    conn: std::sync::Arc<OnceCell<ConnectionManager>>,
+    prefix: String,
+}
+
+/// Where a transcode job is, for the status API.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Progress {
+    pub stage: String,
+    pub percent: f64,
+}
+
+impl Cache {
+    async fn conn(&self) -> anyhow::Result<ConnectionManager> {
+        let conn = self
+            .conn
+            .get_or_try_init(|| async { ConnectionManager::new(self.client.clone()).await })
+            .await
+            .context("connecting to Redis")?;
+        Ok(conn.clone())
+    }
+
+    pub async fn ping(&self) -> anyhow::Result<()> {
+        let mut c = self.conn().await?;
+        let _: String = redis::cmd("PING").query_async(&mut c).await.context("PING")?;
+        Ok(())
+    }
+
+    fn progress_key(&self, video_id: Uuid) -> String {
+        format!("{}:progress:{video_id}", self.prefix)
+    }
+
+    pub async fn set_progress(&self, video_id: Uuid, progress: &Progress) -> anyhow::Result<()> {
+        let mut c = self.conn().await?;
+        let _: () = c.set_ex(self.progress_key(video_id), serde_json::to_string(progress)?, PROGRESS_TTL_SECS).await?;
+        Ok(())
+    }
+
+    pub async fn progress(&self, video_id: Uuid) -> anyhow::Result<Option<Progress>> {
+        let mut c = self.conn().await?;
+        let raw: Option<String> = c.get(self.progress_key(video_id)).await?;
+        Ok(raw.and_then(|r| serde_json::from_str(&r).ok()))
+    }
+
+    pub async fn clear_progress(&self, video_id: Uuid) -> anyhow::Result<()> {
+        let mut c = self.conn().await?;
+        let _: () = c.del(self.progress_key(video_id)).await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,423 @@
+//! S3 object storage: the client built from config, the few calls the
+//! platform makes, and [`MultipartWriter`], which streams an unbounded body
+//! into S3 in bounded memory.
+//!
+//! Works with AWS, MinIO and Garage: endpoint, region, credentials and
+//! path-style addressing all come from config. The SDK's newer default of
+//! checksumming every request is turned down to "when required", because not
+//! every S3-compatible server accepts the extra trailers.
+
+use std::path::Path;
+
+use anyhow::{bail, Context};
+use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region, RequestChecksumCalculation, ResponseChecksumValidation};
+use aws_sdk_s3::operation::get_object::GetObjectOutput;
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, Delete, ObjectIdentifier};
+use aws_sdk_s3::Client;
+use bytes::{Bytes, BytesMut};
+use sha2::{Digest, Sha256};
+use tokio::io::AsyncWriteExt;
+use tokio::task::JoinSet;
+
+use crate::configuration::{ByteSize, Env, Secret};
+
+/// S3 refuses parts under 5 MiB (except the last) and more than 10 000 parts.
+pub const MIN_PART_BYTES: u64 = 5 << 20;
+pub const MAX_PARTS: u64 = 10_000;
+
+#[derive(Debug, Clone, Default)]
+pub struct S3Settings {
+    pub endpoint: String,
+    pub region: String,
+    pub access_key_id: String,
+    pub secret_access_key: Secret,
+    pub bucket: String,
+    pub force_path_style: bool,
+}
+
+impl S3Settings {
+    pub fn from_env(env: &mut Env) -> Self {
+        Self {
+            endpoint: env.required("S3_ENDPOINT", "S3 endpoint URL, e.g. http://127.0.0.1:3900"),
+            region: env.optional("S3_REGION", "garage", "S3 region name"),
+            access_key_id: env.required("S3_ACCESS_KEY_ID", "S3 access key id"),
+            secret_access_key: env.required("S3_SECRET_ACCESS_KEY", "S3 secret key"),
+            bucket: env.optional("S3_BUCKET", "videos", "bucket holding sources and HLS outputs"),
+            force_path_style: env.optional("S3_FORCE_PATH_STYLE", "true", "path-style URLs (MinIO, Garage)"),
+        }
+    }
+
+    pub fn client(&self) -> Client {
+        let creds = Credentials::new(&self.access_key_id, self.secret_access_key.expose(), None, None, "config");
+        let conf = aws_sdk_s3::config::Builder::new()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new(self.region.clone()))
+            .endpoint_url(&self.endpoint)
+            .credentials_provider(creds)
+            .force_path_style(self.force_path_style)
+            .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
+            .response_checksum_validation(ResponseChecksumValidation::WhenRequired)
+            .build();
+        Client::from_conf(conf)
+    }
+
+    pub fn store(&self) -> Storage {
+        Storage { client: self.client(), bucket: self.bucket.clone() }
+    }
+}
+
+/// One bucket, and the calls the platform makes on it.
+#[derive(Clone, Debug)]
+pub struct Storage {
+    client: Client,
+    bucket: String,
+}
+
+/// Metadata of a stored object.
+#[derive(Debug, Clone)]
+pub struct ObjectInfo {
+    pub size: u64,
+    pub etag: Option<String>,
+}
+
+impl Storage {
+    pub fn bucket(&self) -> &str {
+        &self.bucket
+    }
+
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// Creates the bucket if missing; two services racing here both succeed.
+    pub async fn ensure_bucket(&self) -> anyhow::Result<()> {
+        if self.client.head_bucket().bucket(&self.bucket).send().await.is_ok() {
+            return Ok(());
+        }
+        match self.client.create_bucket().bucket(&self.bucket).send().await {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                let svc = e.as_service_error();
+                if svc.is_some_and(|s| s.is_bucket_already_owned_by_you() || s.is_bucket_already_exists()) {
+                    return Ok(());
+                }
+                // Some servers refuse CreateBucket to keys that may use an existing bucket.
+                self.client.head_bucket().bucket(&self.bucket).send().await.map(|_| ()).map_err(|_| {
+                    anyhow::Error::new(e).context(format!("bucket {} is missing and could not be created", self.bucket))
+                })
+            }
+        }
+    }
+
+    /// Cheap reachability probe for readiness.
+    pub async fn ping(&self) -> anyhow::Result<()> {
+        self.client.head_bucket().bucket(&self.bucket).send().await.context("HeadBucket")?;
+        Ok(())
+    }
+
+    pub async fn put_bytes(&self, key: &str, body: Bytes, content_type: &str) -> anyhow::Result<()> {
+        self.client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .content_type(content_type)
+            .body(ByteStream::from(body))
+            .send()
+            .await
+            .with_context(|| format!("PutObject {key}"))?;
+        Ok(())
+    }
+
+    pub async fn put_file(&self, key: &str, path: &Path, content_type: &str) -> anyhow::Result<()> {
+        let body = ByteStream::from_path(path).await.with_context(|| format!("reading {}", path.display()))?;
+        self.client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .content_type(content_type)
+            .body(body)
+            .send()
+            .await
+            .with_context(|| format!("PutObject {key}"))?;
+        Ok(())
+    }
+
+    /// The object, or None when it does not exist.
+    pub async fn get(&self, key: &str) -> anyhow::Result<Option<GetObjectOutput>> {
+        match self.client.get_object().bucket(&self.bucket).key(key).send().await {
+            Ok(out) => Ok(Some(out)),
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => Ok(None),
+            Err(e) => Err(anyhow::Error::new(e).context(format!("GetObject {key}"))),
+        }
+    }
+
+    pub async fn head(&self, key: &str) -> anyhow::Result<Option<ObjectInfo>> {
+        match self.client.head_object().bucket(&self.bucket).key(key).send().await {
+            Ok(out) => Ok(Some(ObjectInfo {
+                size: out.content_length().unwrap_or(0).max(0) as u64,
+                etag: out.e_tag().map(str::to_owned),
+            })),
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_not_found()) => Ok(None),
+            Err(e) => Err(anyhow::Error::new(e).context(format!("HeadObject {key}"))),
+        }
+    }
+
+    /// Streams an object to a local file without holding it in memory.
+    pub async fn download_to_file(&self, key: &str, path: &Path) -> anyhow::Result<u64> {
+        let out = self.get(key).await?.with_context(|| format!("object {key} does not exist"))?;
+        let mut body = out.body.into_async_read();
+        let mut file = tokio::fs::File::create(path).await?;
+        let n = tokio::io::copy(&mut body, &mut file).await.with_context(|| format!("downloading {key}"))?;
+        file.flush().await?;
+        Ok(n)
+    }
+
+    /// Deletes every object under a prefix, 1000 at a time; returns how many.
+    pub async fn delete_prefix(&self, prefix: &str) -> anyhow::Result<usize> {
+        let mut deleted = 0;
+        let mut pages = self.client.list_objects_v2().bucket(&self.bucket).prefix(prefix).into_paginator().send();
+        while let Some(page) = pages.next().await {
+            let ids: Vec<ObjectIdentifier> = page?
+                .contents()
+                .iter()
+                .filter_map(|o| o.key().and_then(|k| ObjectIdentifier::builder().key(k).build().ok()))
+                .collect();
+            if ids.is_empty() {
+                continue;
+            }
+            deleted += ids.len();
+            let delete = Delete::builder().set_objects(Some(ids)).quiet(true).build()?;
+            self.client.delete_objects().bucket(&self.bucket).delete(delete).send().await?;
+        }
+        Ok(deleted)
+    }
+
+    pub async fn list_keys(&self, prefix: &str) -> anyhow::Result<Vec<String>> {
+        let mut keys = Vec::new();
+        let mut pages = self.client.list_objects_v2().bucket(&self.bucket).prefix(prefix).into_paginator().send();
+        while let Some(page) = pages.next().await {
+            keys.extend(page?.contents().iter().filter_map(|o| o.key().map(str::to_owned)));
+        }
+        Ok(keys)
+    }
+
+    /// Multipart uploads still open under a prefix (leaks show up here).
+    pub async fn open_multipart_uploads(&self, prefix: &str) -> anyhow::Result<Vec<(String, String)>> {
+        let out = self.client.list_multipart_uploads().bucket(&self.bucket).prefix(prefix).send().await?;
+        Ok(out
+            .uploads()
+            .iter()
+            .filter_map(|u| Some((u.key()?.to_owned(), u.upload_id()?.to_owned())))
+            .collect())
+    }
+
+    pub async fn abort_multipart(&self, key: &str, upload_id: &str) -> anyhow::Result<()> {
+        self.client
+            .abort_multipart_upload()
+            .bucket(&self.bucket)
+            .key(key)
+            .upload_id(upload_id)
+            .send()
+            .await
+            .with_context(|| format!("AbortMultipartUpload {key}"))?;
+        Ok(())
+    }
+}
+
+/// What a finished [`MultipartWriter`] stored.
+#[derive(Debug, Clone)]
+pub struct Stored {
+    pub key: String,
+    pub size: u64,
+    pub sha256: String,
+}
+
+/// Streams bytes into one S3 multipart upload.
+///
+/// Memory is bounded by `part_size * (max_in_flight + 1)`: one part filling
+/// while at most `max_in_flight` upload. `write` waits for an upload slot
+/// before accepting more, which is the backpressure that slows a fast client
+/// down to S3's pace instead of buffering. Dropped unfinished (a client that
+/// went away cancels the handler future), it aborts the S3 upload in the
+/// background, so no orphaned parts are left to bill.
+pub struct MultipartWriter {
+    storage: Storage,
+    key: String,
+    upload_id: String,
+    part_size: usize,
+    max_in_flight: usize,
+    buf: BytesMut,
+    next_part: i32,
+    in_flight: JoinSet<anyhow::Result<CompletedPart>>,
+    done: Vec<CompletedPart>,
+    size: u64,
+    hasher: Sha256,
+    settled: bool,
+}
+
+impl MultipartWriter {
+    pub async fn begin(storage: &Storage, key: &str, content_type: &str, part_size: ByteSize, max_in_flight: usize) -> anyhow::Result<Self> {
+        if part_size.0 < MIN_PART_BYTES {
+            bail!("part size {} is below S3's 5 MiB minimum", part_size.0);
+        }
+        let out = storage
+            .client
+            .create_multipart_upload()
+            .bucket(&storage.bucket)
+            .key(key)
+            .content_type(content_type)
+            .send()
+            .await
+            .with_context(|| format!("CreateMultipartUpload {key}"))?;
+        let upload_id = out.upload_id().context("CreateMultipartUpload returned no upload id")?.to_owned();
+        Ok(Self {
+            storage: storage.clone(),
+            key: key.to_owned(),
+            upload_id,
+            part_size: part_size.0 as usize,
+            max_in_flight: max_in_flight.max(1),
+            buf: BytesMut::with_capacity(part_size.0 as usize),
+            next_part: 1,
+            in_flight: JoinSet::new(),
+            done: Vec::new(),
+            size: 0,
+            hasher: Sha256::new(),
+            settled: false,
+        })
+    }
+
+    pub fn upload_id(&self) -> &str {
+        &self.upload_id
+    }
+
+    /// Bytes accepted so far.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    pub async fn write(&mut self, mut chunk: Bytes) -> anyhow::Result<()> {
+        self.hasher.update(&chunk);
+        self.size += chunk.len() as u64;
+        while !chunk.is_empty() {
+            let take = (self.part_size - self.buf.len()).min(chunk.len());
+            self.buf.extend_from_slice(&chunk.split_to(take));
+            if self.buf.len() == self.part_size {
+                self.flush_part().await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn flush_part(&mut self) -> anyhow::Result<()> {
+        while self.in_flight.len() >= self.max_in_flight {
+            self.reap_one().await?;
+        }
+        let body = self.buf.split().freeze();
+        self.buf.reserve(self.part_size);
+        let (client, bucket, key, upload_id) =
+            (self.storage.client.clone(), self.storage.bucket.clone(), self.key.clone(), self.upload_id.clone());
+        let part_number = self.next_part;
+        self.next_part += 1;
+        if part_number as u64 > MAX_PARTS {
+            bail!("upload needs more than {MAX_PARTS} parts; raise the part size");
+        }
+        self.in_flight.spawn(async move {
+            let out = client
+                .upload_part()
+                .bucket(bucket)
+                .key(&key)
+                .upload_id(upload_id)
+                .part_number(part_number)
+                .body(ByteStream::from(body))
+                .send()
+                .await
+                .with_context(|| format!("UploadPart {part_number} of {key}"))?;
+            Ok(CompletedPart::builder().part_number(part_number).set_e_tag(out.e_tag().map(str::to_owned)).build())
+        });
+        Ok(())
+    }
+
+    async fn reap_one(&mut self) -> anyhow::Result<()> {
+        if let Some(res) = self.in_flight.join_next().await {
+            self.done.push(res.context("part upload task panicked")??);
+        }
+        Ok(())
+    }
+
+    /// Uploads what is buffered and completes the object. An empty upload is
+    /// an error: S3 cannot complete a multipart upload with no parts.
+    pub async fn finish(mut self) -> anyhow::Result<Stored> {
+        if self.size == 0 {
+            bail!("nothing was written");
+        }
+        if !self.buf.is_empty() {
+            self.flush_part().await?;
+        }
+        while !self.in_flight.is_empty() {
+            self.reap_one().await?;
+        }
+        self.done.sort_by_key(|p| p.part_number());
+        let parts = CompletedMultipartUpload::builder().set_parts(Some(std::mem::take(&mut self.done))).build();
+        self.storage
+            .client
+            .complete_multipart_upload()
+            .bucket(&self.storage.bucket)
+            .key(&self.key)
+            .upload_id(&self.upload_id)
+            .multipart_upload(parts)
+            .send()
+            .await
+            .with_context(|| format!("CompleteMultipartUpload {}", self.key))?;
+        self.settled = true;
+        let sha256 = hex::encode(std::mem::take(&mut self.hasher).finalize());
+        Ok(Stored { key: self.key.clone(), size: self.size, sha256 })
+    }
+
+    /// Abandons the upload and frees its parts in S3.
+    pub async fn abort(mut self) -> anyhow::Result<()> {
+        self.settled = true;
+        self.in_flight.abort_all();
+        while self.in_flight.join_next().await.is_some() {}
+        self.storage.abort_multipart(&self.key, &self.upload_id).await
+    }
+}
+
+impl Drop for MultipartWriter {
+    fn drop(&mut self) {
+        if self.settled {
+            return;
+        }
+        self.in_flight.abort_all();
+        let (storage, key, upload_id) = (self.storage.clone(), self.key.clone(), self.upload_id.clone());
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(async move {
+                match storage.abort_multipart(&key, &upload_id).await {
+                    Ok(()) => tracing::info!(key, "aborted multipart upload of an abandoned request"),
+                    Err(e) => tracing::error!(key, error = format!("{e:#}"), "could not abort abandoned multipart upload"),
+                }
+            });
+        }
+    }
+}
+
+/// Part size for an upload of at most `max_bytes`: at least `preferred`,
+/// large enough that the object fits in S3's 10 000 parts.
+pub fn part_size_for(max_bytes: u64, preferred: ByteSize) -> ByteSize {
+    let needed = max_bytes.div_ceil(MAX_PARTS);
+    ByteSize(preferred.0.max(needed).max(MIN_PART_BYTES))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn part_size_grows_so_the_largest_upload_fits_in_10000_parts() {
+        assert_eq!(part_size_for(2 << 30, ByteSize(8 << 20)).0, 8 << 20);
+        let big = part_size_for(200 << 30, ByteSize(8 << 20)).0;
+        assert!(big * MAX_PARTS >= 200 << 30);
+        assert_eq!(part_size_for(1, ByteSize(1)).0, MIN_PART_BYTES);
+    }
+}
+pub use aws_sdk_s3::primitives::DateTimeFormat as DateFormat;
