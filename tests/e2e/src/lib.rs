@@ -1,1 +1,155 @@
-//! Helpers shared by the end-to-end tests and benchmarks.
+//! Helpers for the end-to-end tests and the benchmark: the front doors'
+//! addresses, test media made with ffmpeg, and ffmpeg/ffprobe as the player.
+//!
+//! Everything here talks to the native stack (`scripts/stack up`) over
+//! loopback; nothing is simulated.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use serde_json::Value;
+
+/// Where the stack answers. Overridable for a stack on other ports.
+pub struct Stack {
+    pub nginx_http: String,
+    pub nginx_https: String,
+    pub haproxy: String,
+    pub edge_1: String,
+    pub stack_dir: PathBuf,
+}
+
+fn var(name: &str, default: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| default.to_owned())
+}
+
+impl Stack {
+    pub fn from_env() -> Self {
+        let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        Self {
+            nginx_http: var("E2E_NGINX_HTTP", "http://127.0.0.1:8080"),
+            nginx_https: var("E2E_NGINX_HTTPS", "https://127.0.0.1:8443"),
+            haproxy: var("E2E_HAPROXY", "http://127.0.0.1:8081"),
+            edge_1: var("E2E_EDGE_1", "http://127.0.0.1:8011"),
+            stack_dir: std::env::var("STACK_DIR").map(PathBuf::from).unwrap_or_else(|_| repo.join(".stack")),
+        }
+    }
+
+    /// A client that trusts the stack's local CA and can speak HTTP/2.
+    pub fn client(&self) -> anyhow::Result<reqwest::Client> {
+        let pem = std::fs::read(self.stack_dir.join("tls/ca.crt")).context("stack CA certificate (run scripts/setup)")?;
+        Ok(reqwest::Client::builder()
+            .add_root_certificate(reqwest::Certificate::from_pem(&pem)?)
+            .timeout(Duration::from_secs(600))
+            .build()?)
+    }
+}
+
+/// A test clip from lavfi: testsrc2 video plus a sine tone, H.264/AAC in MP4.
+pub fn make_clip(dir: &Path, name: &str, secs: u32, width: u32, height: u32) -> anyhow::Result<PathBuf> {
+    let out = dir.join(name);
+    let status = Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi", "-i"])
+        .arg(format!("testsrc2=size={width}x{height}:rate=30"))
+        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000", "-t", &secs.to_string()])
+        .args(["-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-c:a", "aac", "-shortest"])
+        .arg(&out)
+        .status()?;
+    if !status.success() {
+        bail!("ffmpeg could not make the test clip");
+    }
+    Ok(out)
+}
+
+/// Uploads a file as a raw streaming body.
+pub async fn upload_file(client: &reqwest::Client, base: &str, path: &Path, title: &str) -> anyhow::Result<reqwest::Response> {
+    let file = tokio::fs::File::open(path).await?;
+    let len = file.metadata().await?.len();
+    let body = reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::with_capacity(file, 256 << 10));
+    Ok(client
+        .post(format!("{base}/api/v1/videos"))
+        .query(&[("title", title)])
+        .header("content-type", "video/mp4")
+        .header("content-length", len)
+        .body(body)
+        .send()
+        .await?)
+}
+
+/// Polls a video until it is `ready` or `failed` (bounded by `timeout`).
+pub async fn wait_until_settled(client: &reqwest::Client, base: &str, id: &str, timeout: Duration) -> anyhow::Result<Value> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let v: Value = client.get(format!("{base}/api/v1/videos/{id}")).send().await?.error_for_status()?.json().await?;
+        match v["status"].as_str() {
+            Some("ready") | Some("failed") => return Ok(v),
+            _ if Instant::now() > deadline => bail!("video {id} still {} after {timeout:?}", v["status"]),
+            _ => tokio::time::sleep(Duration::from_millis(500)).await,
+        }
+    }
+}
+
+/// Decodes everything behind `url` with ffmpeg (every stream of every variant).
+pub fn decode_fully(url: &str) -> anyhow::Result<()> {
+    let out = Command::new("ffmpeg").args(["-hide_banner", "-v", "error", "-i", url, "-map", "0", "-f", "null", "-"]).output()?;
+    if !out.status.success() || !out.stderr.is_empty() {
+        bail!("ffmpeg could not decode {url}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(())
+}
+
+fn ffprobe(args: &[&str], url: &str) -> anyhow::Result<String> {
+    let out = Command::new("ffprobe").args(["-v", "error"]).args(args).arg(url).output()?;
+    if !out.status.success() {
+        bail!("ffprobe {url}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(String::from_utf8(out.stdout)?)
+}
+
+pub fn duration(url: &str) -> anyhow::Result<f64> {
+    Ok(ffprobe(&["-show_entries", "format=duration", "-of", "csv=p=0"], url)?.trim().parse()?)
+}
+
+/// Presentation times of the video keyframes, in milliseconds.
+pub fn keyframe_times_ms(url: &str) -> anyhow::Result<Vec<i64>> {
+    let out = ffprobe(&["-select_streams", "v:0", "-skip_frame", "nokey", "-show_entries", "frame=pts_time", "-of", "csv=p=0"], url)?;
+    Ok(out.lines().filter_map(|l| l.trim().trim_end_matches(',').parse::<f64>().ok()).map(|t| (t * 1000.0).round() as i64).collect())
+}
+
+/// (URI, attributes line) of each variant in a master playlist.
+pub fn variants(master: &str) -> Vec<(String, String)> {
+    let lines: Vec<&str> = master.lines().collect();
+    lines
+        .windows(2)
+        .filter(|w| w[0].starts_with("#EXT-X-STREAM-INF:"))
+        .map(|w| (w[1].trim().to_owned(), w[0].to_owned()))
+        .collect()
+}
+
+/// Every object a rendition playlist references (init first), as URIs relative to it.
+pub fn media_objects(playlist: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for line in playlist.lines().map(str::trim) {
+        if let Some(rest) = line.strip_prefix("#EXT-X-MAP:URI=\"") {
+            out.push(rest.trim_end_matches('"').to_owned());
+        } else if !line.is_empty() && !line.starts_with('#') {
+            out.push(line.to_owned());
+        }
+    }
+    out
+}
+
+/// Reads a counter from a Prometheus text page (sum over label sets).
+pub fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// The catalogue database, for assertions on attempts.
+pub async fn database() -> anyhow::Result<sqlx::PgPool> {
+    let url = std::env::var("DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/videos".into());
+    Ok(sqlx::PgPool::connect(&url).await?)
+}

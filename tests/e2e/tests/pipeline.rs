@@ -1,0 +1,153 @@
+//! The platform end to end, on the native stack: upload over HTTP/2 through
+//! NGINX, transcode, and playback with ffmpeg through NGINX → edge → origin
+//! and through HAProxy. Bad input through the same front door.
+
+use std::time::Duration;
+
+use e2e::*;
+use reqwest::StatusCode;
+
+const READY_TIMEOUT: Duration = Duration::from_secs(300);
+
+#[tokio::test]
+async fn a_720p_upload_over_http2_becomes_an_aligned_ladder_playable_through_both_front_doors() {
+    let stack = Stack::from_env();
+    let client = stack.client().unwrap();
+    let dir = tempfile_dir();
+    let clip = make_clip(dir.path(), "clip.mp4", 20, 1280, 720).unwrap();
+
+    // Upload through NGINX over TLS; HTTP/2 is negotiated by ALPN and must be used.
+    let res = upload_file(&client, &stack.nginx_https, &clip, "e2e ladder").await.unwrap();
+    assert_eq!(res.version(), reqwest::Version::HTTP_2, "upload did not use HTTP/2");
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let created: serde_json::Value = res.json().await.unwrap();
+    let id = created["id"].as_str().unwrap().to_owned();
+    assert_eq!(created["size"].as_u64().unwrap(), std::fs::metadata(&clip).unwrap().len());
+
+    let video = wait_until_settled(&client, &stack.nginx_http, &id, READY_TIMEOUT).await.unwrap();
+    assert_eq!(video["status"], "ready", "video failed: {}", video["error"]);
+
+    for front in [&stack.nginx_http, &stack.haproxy] {
+        let base = format!("{front}/hls/{id}");
+        let master = client.get(format!("{base}/master.m3u8")).send().await.unwrap().text().await.unwrap();
+        let variants = variants(&master);
+        let names: Vec<&str> = variants.iter().map(|(uri, _)| uri.split('/').next().unwrap()).collect();
+        assert_eq!(names, ["720p", "480p", "360p"], "rungs for a 720p source (none above it)");
+        for (_, attrs) in &variants {
+            for attr in ["BANDWIDTH=", "AVERAGE-BANDWIDTH=", "CODECS=\"avc1.", "RESOLUTION=", "FRAME-RATE="] {
+                assert!(attrs.contains(attr), "{attr} missing in {attrs}");
+            }
+        }
+        assert!(master.contains("#EXT-X-INDEPENDENT-SEGMENTS"));
+
+        // The player: ffmpeg decodes every stream of every variant.
+        decode_fully(&format!("{base}/master.m3u8")).unwrap();
+
+        let mut keyframes = Vec::new();
+        for (uri, _) in &variants {
+            let url = format!("{base}/{uri}");
+            let d = duration(&url).unwrap();
+            assert!((d - 20.0).abs() <= 0.5, "{uri} lasts {d} s");
+            keyframes.push(keyframe_times_ms(&url).unwrap());
+        }
+        assert!(keyframes[0].len() >= 10, "expected a keyframe every 2 s: {:?}", keyframes[0]);
+        assert!(keyframes[0].windows(2).all(|w| (w[1] - w[0] - 2000).abs() <= 50), "keyframes not every 2 s: {:?}", keyframes[0]);
+        assert!(keyframes.iter().all(|k| k == &keyframes[0]), "keyframes differ across rungs: {keyframes:?}");
+
+        // Second playback: every object now comes from an edge's cache.
+        let mut objects = vec!["master.m3u8".to_owned()];
+        for (uri, _) in &variants {
+            let rung = uri.split('/').next().unwrap();
+            objects.push(uri.clone());
+            let playlist = client.get(format!("{base}/{uri}")).send().await.unwrap().text().await.unwrap();
+            objects.extend(media_objects(&playlist).into_iter().map(|o| format!("{rung}/{o}")));
+        }
+        for o in &objects {
+            let res = client.get(format!("{base}/{o}")).send().await.unwrap();
+            assert_eq!(res.status(), StatusCode::OK, "{o}");
+            assert_eq!(res.headers().get("x-cache").map(|v| v.to_str().unwrap()), Some("HIT"), "{o} via {front}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn concurrent_misses_for_one_object_make_one_origin_request() {
+    let stack = Stack::from_env();
+    let client = stack.client().unwrap();
+    let dir = tempfile_dir();
+    let clip = make_clip(dir.path(), "short.mp4", 4, 640, 360).unwrap();
+    let created: serde_json::Value = upload_file(&client, &stack.nginx_http, &clip, "coalescing").await.unwrap().json().await.unwrap();
+    let id = created["id"].as_str().unwrap().to_owned();
+    let video = wait_until_settled(&client, &stack.nginx_http, &id, READY_TIMEOUT).await.unwrap();
+    assert_eq!(video["status"], "ready", "{}", video["error"]);
+
+    // The poster has never been requested: a cold object on edge 1.
+    let url = format!("{}/hls/{id}/poster.jpg", stack.edge_1);
+    let fetches = || async { metric(&client.get(format!("{}/metrics", stack.edge_1)).send().await.unwrap().text().await.unwrap(), "edge_origin_fetches_total") };
+    let before = fetches().await;
+    let responses = futures::future::join_all((0..50).map(|_| async {
+        let r = client.get(&url).send().await.unwrap();
+        let cache = r.headers()["x-cache"].to_str().unwrap().to_owned();
+        (r.status(), cache, r.bytes().await.unwrap())
+    }))
+    .await;
+    assert_eq!(fetches().await - before, 1.0, "origin fetches for 50 concurrent misses");
+    assert!(responses.iter().all(|(s, _, b)| *s == StatusCode::OK && b == &responses[0].2), "every response byte-identical");
+    assert_eq!(responses.iter().filter(|(_, c, _)| c == "MISS").count(), 1);
+
+    // Ranges are cut from the cached copy.
+    let r = client.get(&url).header("range", "bytes=0-99").send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::PARTIAL_CONTENT);
+    assert_eq!(r.bytes().await.unwrap(), responses[0].2.slice(0..100));
+}
+
+#[tokio::test]
+async fn non_video_bytes_fail_with_a_reason_after_exactly_one_attempt() {
+    let stack = Stack::from_env();
+    let client = stack.client().unwrap();
+    let res = client
+        .post(format!("{}/api/v1/videos?title=notes", stack.nginx_http))
+        .header("content-type", "video/mp4")
+        .body(vec![b'x'; 100_000])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let id = res.json::<serde_json::Value>().await.unwrap()["id"].as_str().unwrap().to_owned();
+    let video = wait_until_settled(&client, &stack.nginx_http, &id, READY_TIMEOUT).await.unwrap();
+    assert_eq!(video["status"], "failed");
+    assert!(video["error"].as_str().unwrap().contains("not a media file"), "{}", video["error"]);
+
+    let db = database().await.unwrap();
+    let attempts: i64 = sqlx::query_scalar("SELECT count(*) FROM transcode_attempts WHERE video_id = $1::uuid")
+        .bind(&id)
+        .fetch_one(&db)
+        .await
+        .unwrap();
+    assert_eq!(attempts, 1);
+
+    // Never playable.
+    let res = client.get(format!("{}/hls/{id}/master.m3u8", stack.nginx_http)).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::NOT_FOUND);
+    assert_eq!(res.headers()["content-type"], "application/problem+json");
+}
+
+#[tokio::test]
+async fn the_front_door_answers_bad_uploads_with_problem_json() {
+    let stack = Stack::from_env();
+    let client = stack.client().unwrap();
+    let url = format!("{}/api/v1/videos", stack.nginx_https);
+
+    let empty = client.post(&url).header("content-type", "video/mp4").body(Vec::<u8>::new()).send().await.unwrap();
+    assert_eq!(empty.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(empty.headers()["content-type"], "application/problem+json");
+    assert_eq!(empty.json::<serde_json::Value>().await.unwrap()["code"], "empty-body");
+
+    let text = client.post(&url).header("content-type", "text/plain").body("hello").send().await.unwrap();
+    assert_eq!(text.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    assert_eq!(text.json::<serde_json::Value>().await.unwrap()["code"], "unsupported-media-type");
+}
+
+fn tempfile_dir() -> tempfile::TempDir {
+    tempfile::tempdir().expect("temp dir")
+}
