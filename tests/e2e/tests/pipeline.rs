@@ -95,6 +95,22 @@ async fn concurrent_misses_for_one_object_make_one_origin_request() {
     assert!(responses.iter().all(|(s, _, b)| *s == StatusCode::OK && b == &responses[0].2), "every response byte-identical");
     assert_eq!(responses.iter().filter(|(_, c, _)| c == "MISS").count(), 1);
 
+    // The origin states what caches need.
+    let origin = format!("http://127.0.0.1:8003/hls/{id}");
+    for (object, ctype, cache) in [
+        ("master.m3u8", "application/vnd.apple.mpegurl", "max-age=3600"),
+        ("360p/index.m3u8", "application/vnd.apple.mpegurl", "max-age=3600"),
+        ("poster.jpg", "image/jpeg", "immutable"),
+    ] {
+        let r = client.get(format!("{origin}/{object}")).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::OK, "{object}");
+        assert_eq!(r.headers()["content-type"], ctype, "{object}");
+        assert!(r.headers()["cache-control"].to_str().unwrap().contains(cache), "{object}");
+        assert!(r.headers().contains_key("etag") && r.headers().contains_key("content-length"), "{object}");
+    }
+    let r = client.get(format!("{origin}/..%2F..%2Fsources/x.m3u8")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+
     // Ranges are cut from the cached copy.
     let r = client.get(&url).header("range", "bytes=0-99").send().await.unwrap();
     assert_eq!(r.status(), StatusCode::PARTIAL_CONTENT);

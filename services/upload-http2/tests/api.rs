@@ -1,0 +1,237 @@
+//! upload-http2 against real PostgreSQL, RabbitMQ, Redis and S3 (Garage):
+//! each test spawns the application on port 0 in its own world (database,
+//! bucket, queue and key prefixes), so tests run in parallel.
+
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use serde_json::Value;
+use shared::configuration::{ByteSize, Env};
+use shared::server::HttpSettings;
+use shared::testing::World;
+use tokio::io::AsyncWriteExt;
+use upload_http2::configuration::{Settings, UploadSettings};
+use upload_http2::startup::Application;
+
+struct TestApp {
+    base: String,
+    port: u16,
+    world: World,
+    client: reqwest::Client,
+}
+
+async fn spawn_app(max_bytes: ByteSize) -> TestApp {
+    let world = World::new().await;
+    let mut upload = UploadSettings::from_env(&mut Env::listing());
+    upload.max_bytes = max_bytes;
+    let settings = Settings {
+        http: HttpSettings { addr: "127.0.0.1:0".into(), shutdown_grace: shared::configuration::Seconds(Duration::from_secs(1)) },
+        telemetry: Default::default(),
+        database: world.database.clone(),
+        queue: world.queue.clone(),
+        s3: world.s3.clone(),
+        redis: world.redis.clone(),
+        upload,
+    };
+    let app = Application::build(settings).await.expect("app builds");
+    let port = app.port();
+    tokio::spawn(app.run_until_stopped(std::future::pending()));
+    TestApp { base: format!("http://127.0.0.1:{port}"), port, world, client: reqwest::Client::new() }
+}
+
+impl TestApp {
+    async fn post_raw(&self, content_type: &str, body: impl Into<reqwest::Body>) -> reqwest::Response {
+        self.client.post(format!("{}/api/v1/videos?title=raw", self.base)).header("content-type", content_type).body(body).send().await.unwrap()
+    }
+
+    async fn get_video(&self, id: &str) -> reqwest::Response {
+        self.client.get(format!("{}/api/v1/videos/{id}", self.base)).send().await.unwrap()
+    }
+
+    async fn video_rows(&self) -> i64 {
+        let pool = self.world.database.pool().unwrap();
+        sqlx::query_scalar("SELECT count(*) FROM videos").fetch_one(&pool).await.unwrap()
+    }
+
+    async fn open_multipart_uploads(&self) -> usize {
+        self.world.s3.store().open_multipart_uploads("sources/").await.unwrap().len()
+    }
+
+    /// Waits (bounded) for a condition that background clean-up makes true.
+    async fn eventually(&self, what: &str, mut check: impl AsyncFnMut() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while !check().await {
+            assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(bytes))
+}
+
+fn pseudo_random(len: usize) -> Vec<u8> {
+    let mut x: u64 = 0x9E3779B97F4A7C15;
+    (0..len).map(|_| { x ^= x << 13; x ^= x >> 7; x ^= x << 17; x as u8 }).collect()
+}
+
+async fn assert_problem(res: reqwest::Response, status: StatusCode, code: &str) -> Value {
+    assert_eq!(res.status(), status);
+    assert_eq!(res.headers()["content-type"], "application/problem+json");
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["code"], code, "{body}");
+    assert_eq!(body["status"], status.as_u16());
+    assert!(!body["detail"].as_str().unwrap().is_empty());
+    body
+}
+
+#[tokio::test]
+async fn a_raw_upload_is_stored_byte_for_byte_and_its_job_is_queued() {
+    let app = spawn_app(ByteSize(64 << 20)).await;
+    let bytes = pseudo_random(19 << 20); // three parts of 8 MiB: exercises the part pipeline
+    let res = app.post_raw("video/mp4", bytes.clone()).await;
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let location = res.headers()["location"].to_str().unwrap().to_owned();
+    let created: Value = res.json().await.unwrap();
+    let id = created["id"].as_str().unwrap();
+    assert_eq!(location, format!("/api/v1/videos/{id}"));
+    assert_eq!(created["status"], "queued");
+    assert_eq!(created["title"], "raw");
+
+    let video: Value = app.get_video(id).await.json().await.unwrap();
+    assert_eq!(video["size"].as_u64().unwrap(), bytes.len() as u64);
+    assert_eq!(video["sha256"], sha256_hex(&bytes));
+
+    let stored = app.world.s3.store().get(&format!("sources/{id}")).await.unwrap().unwrap();
+    let stored = stored.body.collect().await.unwrap().into_bytes();
+    assert_eq!(sha256_hex(&stored), sha256_hex(&bytes), "S3 object differs from the upload");
+
+    // The job is on the queue, persistent, naming this video.
+    let conn = app.world.queue.connect().await.unwrap();
+    let ch = conn.create_channel().await.unwrap();
+    let msg = ch
+        .basic_get(&app.world.queue.names().jobs_queue, lapin::options::BasicGetOptions { no_ack: true })
+        .await
+        .unwrap()
+        .expect("a job message");
+    let job = shared::queue::TranscodeJob::decode(&msg.delivery.data).unwrap();
+    assert_eq!(job.video_id.to_string(), id);
+    assert_eq!(msg.delivery.properties.delivery_mode(), &Some(2));
+}
+
+#[tokio::test]
+async fn a_multipart_form_carries_the_file_title_and_description() {
+    let app = spawn_app(ByteSize(64 << 20)).await;
+    let form = reqwest::multipart::Form::new()
+        .part("file", reqwest::multipart::Part::bytes(pseudo_random(1 << 20)).file_name("cat.mp4").mime_str("video/mp4").unwrap())
+        .text("title", "A cat")
+        .text("description", "It sits.");
+    let res = app.client.post(format!("{}/api/v1/videos", app.base)).multipart(form).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let v: Value = res.json().await.unwrap();
+    assert_eq!((v["title"].as_str(), v["description"].as_str(), v["size"].as_u64()), (Some("A cat"), Some("It sits."), Some(1 << 20)));
+}
+
+#[tokio::test]
+async fn bad_uploads_get_problem_json_and_leave_nothing_behind() {
+    let app = spawn_app(ByteSize(64 << 20)).await;
+    assert_problem(app.post_raw("video/mp4", Vec::<u8>::new()).await, StatusCode::BAD_REQUEST, "empty-body").await;
+    assert_problem(app.post_raw("text/plain", "hello").await, StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported-media-type").await;
+    let no_file = reqwest::multipart::Form::new().text("title", "nothing");
+    let res = app.client.post(format!("{}/api/v1/videos", app.base)).multipart(no_file).send().await.unwrap();
+    assert_problem(res, StatusCode::BAD_REQUEST, "invalid-multipart").await;
+    let bad_title = reqwest::multipart::Form::new()
+        .part("file", reqwest::multipart::Part::bytes(vec![1u8; 1000]).mime_str("video/mp4").unwrap())
+        .text("title", "x".repeat(300));
+    let res = app.client.post(format!("{}/api/v1/videos", app.base)).multipart(bad_title).send().await.unwrap();
+    assert_problem(res, StatusCode::BAD_REQUEST, "invalid-field").await;
+
+    assert_eq!(app.video_rows().await, 0);
+    assert_eq!(app.open_multipart_uploads().await, 0);
+    app.eventually("refused file deleted", async || app.world.s3.store().list_keys("sources/").await.unwrap().is_empty()).await;
+}
+
+#[tokio::test]
+async fn an_announced_oversize_body_is_refused_before_a_byte_is_read() {
+    let app = spawn_app(ByteSize(6 << 20)).await;
+    // Content-Length says 10 GiB; no body follows. The answer must not wait for it.
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", app.port)).await.unwrap();
+    s.write_all(b"POST /api/v1/videos HTTP/1.1\r\nHost: x\r\nContent-Type: video/mp4\r\nContent-Length: 10737418240\r\n\r\n").await.unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(10), tokio::io::AsyncReadExt::read(&mut s, &mut buf)).await.expect("answered at once").unwrap();
+    let head = String::from_utf8_lossy(&buf[..n]);
+    assert!(head.starts_with("HTTP/1.1 413"), "{head}");
+    assert!(head.contains("application/problem+json"), "{head}");
+    assert_eq!(app.open_multipart_uploads().await, 0);
+}
+
+#[tokio::test]
+async fn a_body_that_grows_past_the_limit_is_cut_off_and_its_multipart_upload_aborted() {
+    let app = spawn_app(ByteSize(6 << 20)).await;
+    // Chunked, no Content-Length: the limit can only be enforced mid-stream.
+    let chunks = futures::stream::iter((0..12).map(|_| Ok::<_, std::io::Error>(vec![7u8; 1 << 20])));
+    let res = app.post_raw("video/mp4", reqwest::Body::wrap_stream(chunks)).await;
+    let body = assert_problem(res, StatusCode::PAYLOAD_TOO_LARGE, "upload-too-large").await;
+    assert_eq!(body["max_bytes"], 6 << 20);
+    assert_eq!(app.open_multipart_uploads().await, 0, "multipart upload left open");
+    assert_eq!(app.video_rows().await, 0);
+}
+
+#[tokio::test]
+async fn a_client_that_disconnects_mid_upload_leaves_no_upload_and_no_row() {
+    let app = spawn_app(ByteSize(1 << 30)).await;
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", app.port)).await.unwrap();
+    s.write_all(b"POST /api/v1/videos HTTP/1.1\r\nHost: x\r\nContent-Type: video/mp4\r\nContent-Length: 104857600\r\n\r\n").await.unwrap();
+    // Enough for the first 8 MiB part to be under way in S3.
+    for _ in 0..12 {
+        s.write_all(&vec![1u8; 1 << 20]).await.unwrap();
+    }
+    app.eventually("multipart upload started", async || app.open_multipart_uploads().await == 1).await;
+    drop(s);
+    app.eventually("multipart upload aborted", async || app.open_multipart_uploads().await == 0).await;
+    assert_eq!(app.video_rows().await, 0);
+    assert!(app.world.s3.store().list_keys("sources/").await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn the_list_is_newest_first_and_paginates_with_a_cursor() {
+    let app = spawn_app(ByteSize(1 << 20)).await;
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        let v: Value = app.post_raw("video/mp4", vec![1u8; 100]).await.json().await.unwrap();
+        ids.push(v["id"].as_str().unwrap().to_owned());
+    }
+    let page: Value = app.client.get(format!("{}/api/v1/videos?limit=2", app.base)).send().await.unwrap().json().await.unwrap();
+    let got: Vec<&str> = page["items"].as_array().unwrap().iter().map(|v| v["id"].as_str().unwrap()).collect();
+    assert_eq!(got, [ids[2].as_str(), ids[1].as_str()]);
+    let next = page["next"].as_str().expect("a next page");
+    let page: Value = app.client.get(format!("{}{next}", app.base)).send().await.unwrap().json().await.unwrap();
+    assert_eq!(page["items"][0]["id"], ids[0]);
+    assert!(page["next"].is_null());
+}
+
+#[tokio::test]
+async fn malformed_ids_queries_and_unknown_videos_get_problem_json() {
+    let app = spawn_app(ByteSize(1 << 20)).await;
+    assert_problem(app.get_video("not-a-uuid").await, StatusCode::BAD_REQUEST, "invalid-video-id").await;
+    assert_problem(app.get_video("0190c6e2-1f6a-7c3e-9d1e-3b8f0a6b5c21").await, StatusCode::NOT_FOUND, "video-not-found").await;
+    for q in ["limit=0", "limit=1000", "limit=abc", "before=xyz"] {
+        let res = app.client.get(format!("{}/api/v1/videos?{q}", app.base)).send().await.unwrap();
+        assert_problem(res, StatusCode::BAD_REQUEST, "invalid-query").await;
+    }
+    let res = app.client.get(format!("{}/no/such/route", app.base)).send().await.unwrap();
+    assert_problem(res, StatusCode::NOT_FOUND, "not-found").await;
+}
+
+#[tokio::test]
+async fn health_and_metrics_answer() {
+    let app = spawn_app(ByteSize(1 << 20)).await;
+    assert_eq!(app.client.get(format!("{}/health/live", app.base)).send().await.unwrap().status(), StatusCode::OK);
+    let ready: Value = app.client.get(format!("{}/health/ready", app.base)).send().await.unwrap().json().await.unwrap();
+    assert_eq!(ready["checked"], serde_json::json!(["postgres", "rabbitmq", "s3", "redis"]));
+    app.post_raw("text/plain", "x").await;
+    let metrics = app.client.get(format!("{}/metrics", app.base)).send().await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("uploads_total{outcome=\"unsupported-media-type\",service=\"upload-http2\"} 1"), "{metrics}");
+}
