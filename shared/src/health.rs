@@ -41,6 +41,37 @@ impl Readiness {
         self
     }
 
+    /// PostgreSQL answers a trivial query.
+    pub fn postgres(self, pool: sqlx::PgPool) -> Self {
+        self.with("postgres", move || {
+            let pool = pool.clone();
+            async move { sqlx::query("SELECT 1").execute(&pool).await.map(|_| ()).map_err(Into::into) }
+        })
+    }
+
+    /// The bucket is reachable with our credentials.
+    pub fn s3(self, storage: crate::storage::Storage) -> Self {
+        self.with("s3", move || {
+            let s = storage.clone();
+            async move { s.ping().await }
+        })
+    }
+
+    pub fn redis(self, cache: crate::cache::Cache) -> Self {
+        self.with("redis", move || {
+            let c = cache.clone();
+            async move { c.ping().await }
+        })
+    }
+
+    /// The publisher has (or can open) a confirmed channel.
+    pub fn rabbitmq(self, publisher: Arc<crate::queue::Publisher>) -> Self {
+        self.with("rabbitmq", move || {
+            let p = publisher.clone();
+            async move { p.channel().await.map(|_| ()) }
+        })
+    }
+
     /// Runs every probe concurrently; returns the failures.
     pub async fn failures(&self) -> Vec<(&'static str, String)> {
         let runs = self.probes.iter().map(|(name, probe)| async move {

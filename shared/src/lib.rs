@@ -1,5 +1,6 @@
 //! Everything the services share, written once.
 //!
+//! - [`backends`]: PostgreSQL, RabbitMQ, S3 and Redis, connected together.
 //! - [`configuration`]: typed settings from the environment, `--list-env`.
 //! - [`error`]: RFC 9457 problem+json responses.
 //! - [`extract`]: path values parsed into newtypes at the boundary.
@@ -15,6 +16,7 @@
 //! - [`server`]: the HTTP server wrapper every service runs in.
 //! - [`videos`]: the catalogue and the upload intake.
 
+pub mod backends;
 pub mod cache;
 pub mod configuration;
 pub mod db;

@@ -88,20 +88,40 @@ pub struct Server {
     listener: TcpListener,
     router: Router,
     grace: Duration,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl Server {
     pub fn new(listener: TcpListener, router: Router, grace: Duration) -> Self {
-        Self { listener, router, grace }
+        Self { listener, router, grace, tasks: Vec::new() }
+    }
+
+    /// A background task that lives exactly as long as the server.
+    pub fn with_task(mut self, task: tokio::task::JoinHandle<()>) -> Self {
+        self.tasks.push(task);
+        self
     }
 
     pub fn local_addr(&self) -> SocketAddr {
         self.listener.local_addr().expect("bound listener has an address")
     }
 
-    /// Serves until `shutdown` resolves, then lets in-flight requests finish
-    /// for at most the grace period.
-    pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+    pub fn port(&self) -> u16 {
+        self.local_addr().port()
+    }
+
+    /// Serves until `shutdown` resolves, lets in-flight requests finish for
+    /// at most the grace period, then stops the background tasks.
+    pub async fn run_until_stopped(mut self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+        let tasks = std::mem::take(&mut self.tasks);
+        let res = self.serve(shutdown).await;
+        for t in tasks {
+            t.abort();
+        }
+        res
+    }
+
+    async fn serve(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let grace = self.grace;
         let serve = axum::serve(self.listener, self.router.into_make_service_with_connect_info::<SocketAddr>())

@@ -10,24 +10,18 @@ use sqlx::postgres::PgConnectOptions;
 use sqlx::{ConnectOptions, Connection, Executor};
 use uuid::Uuid;
 
-use crate::cache::RedisSettings;
+use crate::backends::BackendSettings;
 use crate::configuration::Env;
-use crate::db::DatabaseSettings;
-use crate::queue::QueueSettings;
-use crate::storage::S3Settings;
 
 /// Settings of one isolated test world.
 pub struct World {
     pub id: String,
-    pub database: DatabaseSettings,
-    pub queue: QueueSettings,
-    pub s3: S3Settings,
-    pub redis: RedisSettings,
+    pub backends: BackendSettings,
 }
 
-fn env_settings() -> (DatabaseSettings, QueueSettings, S3Settings, RedisSettings) {
+fn env_settings() -> BackendSettings {
     let mut env = Env::from_process();
-    let out = (DatabaseSettings::from_env(&mut env), QueueSettings::from_env(&mut env), S3Settings::from_env(&mut env), RedisSettings::from_env(&mut env));
+    let out = BackendSettings::from_env(&mut env);
     if let Err(e) = env.finish() {
         panic!("{e}\nRun the tests through scripts/test, or export a service's environment first: set -a; . <(scripts/stack env upload-http2); set +a");
     }
@@ -38,20 +32,20 @@ impl World {
     /// Creates the database (migrated) and returns settings pointing at it.
     pub async fn new() -> Self {
         crate::telemetry::init_for_tests();
-        let (mut database, mut queue, mut s3, mut redis) = env_settings();
+        let mut b = env_settings();
         let id = Uuid::new_v4().simple().to_string()[..12].to_owned();
         let name = format!("test_{id}");
-        let opts: PgConnectOptions = database.connect_options().expect("DATABASE_URL");
+        let opts: PgConnectOptions = b.database.connect_options().expect("DATABASE_URL");
         let mut admin = opts.clone().database("postgres").connect().await.expect("connect to PostgreSQL");
         admin.execute(format!("CREATE DATABASE \"{name}\"").as_str()).await.expect("create test database");
         admin.close().await.ok();
         let url = opts.database(&name).to_url_lossy().to_string();
-        database.url = url.parse().expect("infallible");
-        let pool = database.pool().expect("pool");
+        b.database.url = url.parse().expect("infallible");
+        let pool = b.database.pool().expect("pool");
         crate::db::migrate(&pool).await.expect("migrate test database");
-        queue.prefix = format!("test-{id}");
-        s3.bucket = format!("test-{id}");
-        redis.prefix = format!("test-{id}");
-        Self { id, database, queue, s3, redis }
+        b.queue.prefix = format!("test-{id}");
+        b.s3.bucket = format!("test-{id}");
+        b.redis.prefix = format!("test-{id}");
+        Self { id, backends: b }
     }
 }

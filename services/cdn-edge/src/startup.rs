@@ -1,7 +1,5 @@
 //! Builds a CDN edge.
 
-use std::future::Future;
-
 use axum::http::HeaderValue;
 use axum::routing::get;
 use axum::Router;
@@ -15,38 +13,24 @@ use crate::configuration::Settings;
 use crate::fetch::Origin;
 use crate::serve::{proxy, EdgeState};
 
-pub struct Application {
-    server: Server,
-}
-
-impl Application {
-    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
-        let metrics = Metrics::new("cdn-edge");
-        let fetches = metrics.register(IntCounter::new("edge_origin_fetches_total", "Requests sent to the origin").unwrap());
-        let requests = metrics.register(
-            IntCounterVec::new(Opts::new("edge_requests_total", "Viewer requests by cache outcome"), &["cache"]).unwrap(),
-        );
-        let state = EdgeState {
-            cache: new_cache(settings.cache_bytes.0),
-            origin: Origin::new(&settings.origin_url, settings.max_object_bytes.0, fetches)?,
-            region: HeaderValue::from_str(&settings.region)?,
-            requests,
-        };
-        // An edge is ready without its origin: it keeps serving what it holds,
-        // and taking every edge out of rotation when the origin blips would
-        // turn a partial outage into a total one.
-        let readiness = Readiness::new();
-        let router = Router::new().route("/hls/{*path}", get(proxy)).with_state(state);
-        let app = with_operational_routes(router, readiness, metrics);
-        let listener = settings.http.bind().await?;
-        Ok(Self { server: Server::new(listener, app, settings.http.shutdown_grace.0) })
-    }
-
-    pub fn port(&self) -> u16 {
-        self.server.local_addr().port()
-    }
-
-    pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
-        self.server.run_until(shutdown).await
-    }
+/// Builds the cache and origin client and binds; serving starts with `run_until_stopped`.
+pub async fn build(settings: Settings) -> anyhow::Result<Server> {
+    let metrics = Metrics::new("cdn-edge");
+    let fetches = metrics.register(IntCounter::new("edge_origin_fetches_total", "Requests sent to the origin").unwrap());
+    let requests = metrics.register(
+        IntCounterVec::new(Opts::new("edge_requests_total", "Viewer requests by cache outcome"), &["cache"]).unwrap(),
+    );
+    let state = EdgeState {
+        cache: new_cache(settings.cache_bytes.0),
+        origin: Origin::new(&settings.origin_url, settings.max_object_bytes.0, fetches)?,
+        region: HeaderValue::from_str(&settings.region)?,
+        requests,
+    };
+    // An edge is ready without its origin: it keeps serving what it holds,
+    // and taking every edge out of rotation when the origin blips would
+    // turn a partial outage into a total one.
+    let readiness = Readiness::new();
+    let router = Router::new().route("/hls/{*path}", get(proxy)).with_state(state);
+    let app = with_operational_routes(router, readiness, metrics);
+    Ok(Server::new(settings.http.bind().await?, app, settings.http.shutdown_grace.0))
 }

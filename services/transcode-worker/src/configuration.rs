@@ -3,12 +3,9 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use shared::cache::RedisSettings;
+use shared::backends::BackendSettings;
 use shared::configuration::{Env, Seconds};
-use shared::db::DatabaseSettings;
-use shared::queue::QueueSettings;
 use shared::server::HttpSettings;
-use shared::storage::S3Settings;
 use shared::telemetry::TelemetrySettings;
 
 use crate::ladder::{Ladder, DEFAULT_LADDER};
@@ -17,10 +14,7 @@ use crate::ladder::{Ladder, DEFAULT_LADDER};
 pub struct Settings {
     pub http: HttpSettings,
     pub telemetry: TelemetrySettings,
-    pub database: DatabaseSettings,
-    pub queue: QueueSettings,
-    pub s3: S3Settings,
-    pub redis: RedisSettings,
+    pub backends: BackendSettings,
     pub concurrency: u16,
     pub max_attempts: u32,
     pub transcode: TranscodeSettings,
@@ -41,10 +35,7 @@ impl Settings {
         let s = Self {
             http: HttpSettings::from_env(env, "0.0.0.0:8021"),
             telemetry: TelemetrySettings::from_env(env),
-            database: DatabaseSettings::from_env(env),
-            queue: QueueSettings::from_env(env),
-            s3: S3Settings::from_env(env),
-            redis: RedisSettings::from_env(env),
+            backends: BackendSettings::from_env(env),
             concurrency: env.optional("WORKER_CONCURRENCY", "1", "jobs run at once (= AMQP prefetch); each is one ffmpeg"),
             max_attempts: env.optional("WORKER_MAX_ATTEMPTS", "3", "attempts before a transiently failing job is dead-lettered"),
             transcode: TranscodeSettings {

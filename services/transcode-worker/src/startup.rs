@@ -9,7 +9,6 @@ use axum::Router;
 use prometheus::{Histogram, HistogramOpts, IntCounterVec, IntGauge, Opts};
 use shared::health::Readiness;
 use shared::metrics::Metrics;
-use shared::queue::Publisher;
 use shared::server::{with_operational_routes, Server};
 use shared::videos::Videos;
 use tokio_util::sync::CancellationToken;
@@ -49,12 +48,8 @@ pub struct Application {
 
 impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
-        let pool = settings.database.pool()?;
-        shared::db::migrate(&pool).await?;
-        let storage = settings.s3.store();
-        storage.ensure_bucket().await?;
-        let cache = settings.redis.cache()?;
-        let publisher = Arc::new(Publisher::new(settings.queue.clone()));
+        let backends = settings.backends.connect().await?;
+        let (pool, storage, cache, publisher) = (backends.pool, backends.storage, backends.cache, backends.publisher);
         let metrics = Metrics::new("transcode-worker");
         let connected = Arc::new(AtomicBool::new(false));
         let worker_id = format!("{}-{}", hostname(), std::process::id());
@@ -66,7 +61,7 @@ impl Application {
             worker_id,
         };
         let consumer = Arc::new(Consumer {
-            queue: settings.queue.clone(),
+            queue: settings.backends.queue.clone(),
             ctx,
             publisher,
             concurrency: settings.concurrency,
@@ -77,22 +72,13 @@ impl Application {
         let readiness = {
             let ffmpeg = settings.transcode.ffmpeg.clone();
             Readiness::new()
-                .with("postgres", move || {
-                    let pool = pool.clone();
-                    async move { sqlx::query("SELECT 1").execute(&pool).await.map(|_| ()).map_err(Into::into) }
-                })
+                .postgres(pool)
                 .with("rabbitmq", move || {
                     let up = connected.load(Ordering::Relaxed);
                     async move { if up { Ok(()) } else { anyhow::bail!("consumer not connected") } }
                 })
-                .with("s3", move || {
-                    let s = storage.clone();
-                    async move { s.ping().await }
-                })
-                .with("redis", move || {
-                    let c = cache.clone();
-                    async move { c.ping().await }
-                })
+                .s3(storage)
+                .redis(cache)
                 .with("ffmpeg", move || {
                     let bin = ffmpeg.clone();
                     async move {
@@ -108,7 +94,7 @@ impl Application {
     }
 
     pub fn port(&self) -> u16 {
-        self.server.local_addr().port()
+        self.server.port()
     }
 
     /// Consumes and serves health until `shutdown`; in-flight jobs get the grace period.
@@ -116,7 +102,7 @@ impl Application {
         let stop = CancellationToken::new();
         let worker = tokio::spawn(self.consumer.clone().run(stop.clone(), self.grace));
         let stop_server = stop.clone();
-        let server = tokio::spawn(self.server.run_until(async move { stop_server.cancelled().await }));
+        let server = tokio::spawn(self.server.run_until_stopped(async move { stop_server.cancelled().await }));
         shutdown.await;
         stop.cancel();
         let _ = worker.await;

@@ -28,18 +28,15 @@ async fn spawn_worker() -> TestWorker {
     let work = tempfile::tempdir().unwrap();
     let mut settings = Settings::from_env(&mut Env::listing());
     settings.http = HttpSettings { addr: "127.0.0.1:0".into(), shutdown_grace: Seconds(Duration::from_secs(1)) };
-    settings.database = world.database.clone();
-    settings.queue = world.queue.clone();
-    settings.s3 = world.s3.clone();
-    settings.redis = world.redis.clone();
+    settings.backends = world.backends.clone();
     settings.transcode.work_dir = work.path().to_owned();
     settings.transcode.ladder = "480p=1100k,240p=300k".parse().unwrap();
     settings.transcode.preset = "ultrafast".into();
     let app = Application::build(settings).await.expect("worker builds");
     let metrics_url = format!("http://127.0.0.1:{}/metrics", app.port());
     tokio::spawn(app.run_until_stopped(std::future::pending()));
-    let videos = Videos::new(world.database.pool().unwrap());
-    let publisher = Publisher::new(world.queue.clone());
+    let videos = Videos::new(world.backends.database.pool().unwrap());
+    let publisher = Publisher::new(world.backends.queue.clone());
     TestWorker { world, videos, publisher, metrics_url, _work: work }
 }
 
@@ -48,7 +45,7 @@ impl TestWorker {
     async fn submit(&self, bytes: Vec<u8>) -> TranscodeJob {
         let id = Uuid::now_v7();
         let key = shared::layout::source(id);
-        let storage = self.world.s3.store();
+        let storage = self.world.backends.s3.store();
         storage.put_bytes(&key, bytes.clone().into(), "video/mp4").await.unwrap();
         let stored = Stored { key: key.clone(), size: bytes.len() as u64, sha256: "0".repeat(64) };
         let new = NewVideo { id, title: "t".into(), description: String::new(), content_type: "video/mp4".into(), stored };
@@ -76,7 +73,7 @@ impl TestWorker {
     }
 
     async fn queue_depth(&self, queue: &str) -> u32 {
-        let conn = self.world.queue.connect().await.unwrap();
+        let conn = self.world.backends.queue.connect().await.unwrap();
         let ch = conn.create_channel().await.unwrap();
         let q = ch.queue_declare(queue, QueueDeclareOptions { passive: true, ..Default::default() }, FieldTable::default()).await.unwrap();
         q.message_count()
@@ -118,7 +115,7 @@ async fn a_job_becomes_a_ready_ladder_and_a_redelivery_does_no_work() {
     assert_eq!(names, ["240p"], "a 360p source gets no 480p rung");
     assert!(renditions[0].codecs.starts_with("avc1.") && renditions[0].codecs.ends_with(",mp4a.40.2"));
 
-    let storage = w.world.s3.store();
+    let storage = w.world.backends.s3.store();
     let keys = storage.list_keys(&shared::layout::hls_prefix(job.video_id)).await.unwrap();
     assert!(keys.iter().any(|k| k.ends_with("/master.m3u8")));
     assert!(keys.iter().any(|k| k.ends_with("/poster.jpg")));
@@ -132,7 +129,7 @@ async fn a_job_becomes_a_ready_ladder_and_a_redelivery_does_no_work() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     assert_eq!(w.attempts(job.video_id).await, 1);
-    assert_eq!(w.queue_depth(&w.world.queue.names().jobs_queue).await, 0);
+    assert_eq!(w.queue_depth(&w.world.backends.queue.names().jobs_queue).await, 0);
 }
 
 #[tokio::test]
@@ -143,9 +140,9 @@ async fn bytes_that_are_not_media_fail_once_and_are_dead_lettered() {
     assert!(video.error.as_deref().unwrap().contains("not a media file"), "{:?}", video.error);
     assert_eq!(w.attempts(job.video_id).await, 1);
     let deadline = Instant::now() + Duration::from_secs(10);
-    while w.queue_depth(&w.world.queue.names().dead_queue).await != 1 {
+    while w.queue_depth(&w.world.backends.queue.names().dead_queue).await != 1 {
         assert!(Instant::now() < deadline, "job did not reach the dead-letter queue");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    assert!(w.world.s3.store().list_keys(&shared::layout::hls_prefix(job.video_id)).await.unwrap().is_empty());
+    assert!(w.world.backends.s3.store().list_keys(&shared::layout::hls_prefix(job.video_id)).await.unwrap().is_empty());
 }

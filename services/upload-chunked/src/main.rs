@@ -1,13 +1,13 @@
 //! upload-chunked: thin entry point; everything lives in the library.
 
 use upload_chunked::configuration::Settings;
-use upload_chunked::startup::Application;
+use upload_chunked::startup;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let Some(settings) = shared::server::load_settings(Settings::from_env)? else { return Ok(()) };
     let _telemetry = shared::telemetry::init("upload-chunked", &settings.telemetry)?;
-    let app = Application::build(settings).await?;
+    let app = startup::build(settings).await?;
     tracing::info!(port = app.port(), "upload-chunked listening");
     app.run_until_stopped(shared::server::shutdown_signal()).await?;
     Ok(())

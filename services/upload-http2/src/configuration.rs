@@ -1,21 +1,15 @@
 //! Settings of upload-http2, read from the environment.
 
-use shared::cache::RedisSettings;
+use shared::backends::BackendSettings;
 use shared::configuration::{ByteSize, Env, Seconds};
-use shared::db::DatabaseSettings;
-use shared::queue::QueueSettings;
 use shared::server::HttpSettings;
-use shared::storage::S3Settings;
 use shared::telemetry::TelemetrySettings;
 
 #[derive(Debug, Clone, Default)]
 pub struct Settings {
     pub http: HttpSettings,
     pub telemetry: TelemetrySettings,
-    pub database: DatabaseSettings,
-    pub queue: QueueSettings,
-    pub s3: S3Settings,
-    pub redis: RedisSettings,
+    pub backends: BackendSettings,
     pub upload: UploadSettings,
 }
 
@@ -32,10 +26,7 @@ impl Settings {
         Self {
             http: HttpSettings::from_env(env, "0.0.0.0:8001"),
             telemetry: TelemetrySettings::from_env(env),
-            database: DatabaseSettings::from_env(env),
-            queue: QueueSettings::from_env(env),
-            s3: S3Settings::from_env(env),
-            redis: RedisSettings::from_env(env),
+            backends: BackendSettings::from_env(env),
             upload: UploadSettings::from_env(env),
         }
     }

@@ -11,7 +11,7 @@ use shared::server::HttpSettings;
 use shared::testing::World;
 use tokio::io::AsyncWriteExt;
 use upload_http2::configuration::{Settings, UploadSettings};
-use upload_http2::startup::Application;
+use upload_http2::startup;
 
 struct TestApp {
     base: String,
@@ -27,13 +27,10 @@ async fn spawn_app(max_bytes: ByteSize) -> TestApp {
     let settings = Settings {
         http: HttpSettings { addr: "127.0.0.1:0".into(), shutdown_grace: shared::configuration::Seconds(Duration::from_secs(1)) },
         telemetry: Default::default(),
-        database: world.database.clone(),
-        queue: world.queue.clone(),
-        s3: world.s3.clone(),
-        redis: world.redis.clone(),
+        backends: world.backends.clone(),
         upload,
     };
-    let app = Application::build(settings).await.expect("app builds");
+    let app = startup::build(settings).await.expect("app builds");
     let port = app.port();
     tokio::spawn(app.run_until_stopped(std::future::pending()));
     TestApp { base: format!("http://127.0.0.1:{port}"), port, world, client: reqwest::Client::new() }
@@ -49,12 +46,12 @@ impl TestApp {
     }
 
     async fn video_rows(&self) -> i64 {
-        let pool = self.world.database.pool().unwrap();
+        let pool = self.world.backends.database.pool().unwrap();
         sqlx::query_scalar("SELECT count(*) FROM videos").fetch_one(&pool).await.unwrap()
     }
 
     async fn open_multipart_uploads(&self) -> usize {
-        self.world.s3.store().open_multipart_uploads("sources/").await.unwrap().len()
+        self.world.backends.s3.store().open_multipart_uploads("sources/").await.unwrap().len()
     }
 
     /// Waits (bounded) for a condition that background clean-up makes true.
@@ -104,15 +101,15 @@ async fn a_raw_upload_is_stored_byte_for_byte_and_its_job_is_queued() {
     assert_eq!(video["size"].as_u64().unwrap(), bytes.len() as u64);
     assert_eq!(video["sha256"], sha256_hex(&bytes));
 
-    let stored = app.world.s3.store().get(&format!("sources/{id}")).await.unwrap().unwrap();
+    let stored = app.world.backends.s3.store().get(&format!("sources/{id}")).await.unwrap().unwrap();
     let stored = stored.body.collect().await.unwrap().into_bytes();
     assert_eq!(sha256_hex(&stored), sha256_hex(&bytes), "S3 object differs from the upload");
 
     // The job is on the queue, persistent, naming this video.
-    let conn = app.world.queue.connect().await.unwrap();
+    let conn = app.world.backends.queue.connect().await.unwrap();
     let ch = conn.create_channel().await.unwrap();
     let msg = ch
-        .basic_get(&app.world.queue.names().jobs_queue, lapin::options::BasicGetOptions { no_ack: true })
+        .basic_get(&app.world.backends.queue.names().jobs_queue, lapin::options::BasicGetOptions { no_ack: true })
         .await
         .unwrap()
         .expect("a job message");
@@ -150,7 +147,7 @@ async fn bad_uploads_get_problem_json_and_leave_nothing_behind() {
 
     assert_eq!(app.video_rows().await, 0);
     assert_eq!(app.open_multipart_uploads().await, 0);
-    app.eventually("refused file deleted", async || app.world.s3.store().list_keys("sources/").await.unwrap().is_empty()).await;
+    app.eventually("refused file deleted", async || app.world.backends.s3.store().list_keys("sources/").await.unwrap().is_empty()).await;
 }
 
 #[tokio::test]
@@ -192,7 +189,7 @@ async fn a_client_that_disconnects_mid_upload_leaves_no_upload_and_no_row() {
     drop(s);
     app.eventually("multipart upload aborted", async || app.open_multipart_uploads().await == 0).await;
     assert_eq!(app.video_rows().await, 0);
-    assert!(app.world.s3.store().list_keys("sources/").await.unwrap().is_empty());
+    assert!(app.world.backends.s3.store().list_keys("sources/").await.unwrap().is_empty());
 }
 
 #[tokio::test]
