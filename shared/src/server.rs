@@ -159,6 +159,7 @@ pub async fn shutdown_signal() {
 /// Standard `main` preamble: `--list-env` prints the variables and exits;
 /// otherwise the environment is read and every problem reported at once.
 pub fn load_settings<S>(build: impl Fn(&mut Env) -> S) -> anyhow::Result<Option<S>> {
+    return_large_buffers_to_the_os();
     if std::env::args().any(|a| a == "--list-env") {
         let mut env = Env::listing();
         build(&mut env);
@@ -169,6 +170,19 @@ pub fn load_settings<S>(build: impl Fn(&mut Env) -> S) -> anyhow::Result<Option<
     let settings = build(&mut env);
     env.finish()?;
     Ok(Some(settings))
+}
+
+/// glibc raises its mmap threshold each time a large block is freed, after
+/// which 8 MiB upload parts come from the heap and their pages stay with the
+/// process: measured, a 1 GiB upload then grew RSS by 81 MiB instead of the
+/// ~32 MiB of parts actually in use (scripts/bench). Pinning the threshold at
+/// 1 MiB keeps every part an mmap that is returned to the OS when freed.
+fn return_large_buffers_to_the_os() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only changes allocator tuning; called before any thread starts.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
+    }
 }
 
 /// Maps any error to a problem response (for handlers returning anyhow).
