@@ -89,7 +89,7 @@ impl JobContext {
         self.progress(job, "probing", 0.0).await;
         let source = probe::run(&s.ffprobe, &input).await?;
         let rungs = s.ladder.plan(source.width, source.height);
-        tracing::info!(video_id = %job.video_id, w = source.width, h = source.height, fps = source.frame_rate,
+        tracing::info!(video_id = %job.video_id, trace_id = shared::telemetry::current_trace_id(), w = source.width, h = source.height, fps = source.frame_rate,
             duration = source.duration, rungs = ?rungs.iter().map(|r| &r.name).collect::<Vec<_>>(), "transcoding");
 
         for r in &rungs {

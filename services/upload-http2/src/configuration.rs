@@ -19,6 +19,7 @@ pub struct UploadSettings {
     pub part_bytes: ByteSize,
     pub parts_in_flight: usize,
     pub idle_timeout: Seconds,
+    pub republish_every: Seconds,
 }
 
 impl Settings {
@@ -39,6 +40,7 @@ impl UploadSettings {
             part_bytes: env.optional("UPLOAD_PART_BYTES", "8MiB", "S3 multipart part size (min 5MiB)"),
             parts_in_flight: env.optional("UPLOAD_PARTS_IN_FLIGHT", "3", "parts uploading to S3 at once per upload"),
             idle_timeout: env.optional("UPLOAD_IDLE_TIMEOUT", "60s", "an upload sending nothing for this long is dropped"),
+            republish_every: env.optional("UPLOAD_REPUBLISH_INTERVAL", "30s", "how often uploads whose job publish failed are re-enqueued"),
         };
         if s.part_bytes.0 < shared::storage::MIN_PART_BYTES {
             env.invalid(format!("UPLOAD_PART_BYTES={} is below S3's 5MiB minimum part size", s.part_bytes.0));

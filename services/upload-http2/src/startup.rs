@@ -2,7 +2,6 @@
 //! republisher. `build` binds the listener so tests can use port 0 and ask
 //! for the real port before serving.
 
-use std::time::Duration;
 
 use shared::metrics::Metrics;
 use shared::server::{with_operational_routes, Server};
@@ -29,5 +28,5 @@ pub async fn build(settings: Settings) -> anyhow::Result<Server> {
     };
     let app = with_operational_routes(router(state), readiness, metrics);
     let server = Server::new(settings.http.bind().await?, app, settings.http.shutdown_grace.0);
-    Ok(server.with_task(tokio::spawn(republish_stranded(videos, publisher, Duration::from_secs(30), 100))))
+    Ok(server.with_task(tokio::spawn(republish_stranded(videos, publisher, settings.upload.republish_every.0, 100))))
 }

@@ -21,9 +21,13 @@ struct TestApp {
 }
 
 async fn spawn_app(max_bytes: ByteSize) -> TestApp {
-    let world = World::new().await;
     let mut upload = UploadSettings::from_env(&mut Env::listing());
     upload.max_bytes = max_bytes;
+    spawn_app_with(upload).await
+}
+
+async fn spawn_app_with(upload: UploadSettings) -> TestApp {
+    let world = World::new().await;
     let settings = Settings {
         http: HttpSettings { addr: "127.0.0.1:0".into(), shutdown_grace: shared::configuration::Seconds(Duration::from_secs(1)) },
         telemetry: Default::default(),
@@ -231,4 +235,26 @@ async fn health_and_metrics_answer() {
     app.post_raw("text/plain", "x").await;
     let metrics = app.client.get(format!("{}/metrics", app.base)).send().await.unwrap().text().await.unwrap();
     assert!(metrics.contains("uploads_total{outcome=\"unsupported-media-type\",service=\"upload-http2\"} 1"), "{metrics}");
+}
+
+#[tokio::test]
+async fn an_upload_whose_publish_failed_is_republished_and_queued() {
+    let mut upload = UploadSettings::from_env(&mut Env::listing());
+    upload.republish_every = shared::configuration::Seconds(Duration::from_millis(500));
+    let app = spawn_app_with(upload).await;
+    // What a failed publish leaves behind: a stored source and a row stuck in `uploaded`.
+    let videos = shared::videos::Videos::new(app.world.backends.database.pool().unwrap());
+    let id = uuid::Uuid::now_v7();
+    let stored = shared::storage::Stored { key: format!("sources/{id}"), size: 3, sha256: "0".repeat(64) };
+    let new = shared::videos::NewVideo { id, title: "t".into(), description: String::new(), content_type: "video/mp4".into(), stored };
+    videos.insert_uploaded(&new).await.unwrap();
+    app.eventually("row re-enqueued", async || videos.get(id).await.unwrap().unwrap().status == "queued").await;
+    let conn = app.world.backends.queue.connect().await.unwrap();
+    let ch = conn.create_channel().await.unwrap();
+    let msg = ch
+        .basic_get(&app.world.backends.queue.names().jobs_queue, lapin::options::BasicGetOptions { no_ack: true })
+        .await
+        .unwrap()
+        .expect("the republished job");
+    assert_eq!(shared::queue::TranscodeJob::decode(&msg.delivery.data).unwrap().video_id, id);
 }

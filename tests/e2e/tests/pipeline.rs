@@ -17,7 +17,16 @@ async fn a_720p_upload_over_http2_becomes_an_aligned_ladder_playable_through_bot
     let clip = make_clip(dir.path(), "clip.mp4", 20, 1280, 720).unwrap();
 
     // Upload through NGINX over TLS; HTTP/2 is negotiated by ALPN and must be used.
-    let res = upload_file(&client, &stack.nginx_https, &clip, "e2e ladder").await.unwrap();
+    // A known trace id, to follow the upload across HTTP and AMQP into the worker.
+    let trace_id = format!("{:032x}", uuid::Uuid::new_v4().as_u128());
+    let res = client
+        .post(format!("{}/api/v1/videos?title=e2e+ladder", stack.nginx_https))
+        .header("content-type", "video/mp4")
+        .header("traceparent", format!("00-{trace_id}-00f067aa0ba902b7-01"))
+        .body(std::fs::read(&clip).unwrap())
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.version(), reqwest::Version::HTTP_2, "upload did not use HTTP/2");
     assert_eq!(res.status(), StatusCode::CREATED);
     let created: serde_json::Value = res.json().await.unwrap();
@@ -26,6 +35,11 @@ async fn a_720p_upload_over_http2_becomes_an_aligned_ladder_playable_through_bot
 
     let video = wait_until_settled(&client, &stack.nginx_http, &id, READY_TIMEOUT).await.unwrap();
     assert_eq!(video["status"], "ready", "video failed: {}", video["error"]);
+    let worker_log = std::fs::read_to_string(stack.stack_dir.join("logs/transcode-worker.log")).unwrap();
+    assert!(
+        worker_log.lines().any(|l| l.contains(&id) && l.contains(&trace_id)),
+        "the worker's log does not carry the upload's trace id {trace_id}"
+    );
 
     for front in [&stack.nginx_http, &stack.haproxy] {
         let base = format!("{front}/hls/{id}");

@@ -65,7 +65,7 @@ async fn create(st: AppState, q: CreateQuery, headers: HeaderMap, req: Request) 
     let intake = register_and_enqueue(&st.videos, &st.publisher, new).await?;
     guard.disarm();
     st.metrics.bytes.inc_by(size);
-    tracing::info!(video_id = %id, size, enqueued = intake.enqueued, "video uploaded");
+    tracing::info!(video_id = %id, size, enqueued = intake.enqueued, trace_id = shared::telemetry::current_trace_id(), "video uploaded");
 
     let location = format!("/api/v1/videos/{id}");
     let mut res = (StatusCode::CREATED, Json(VideoView::new(intake.video, vec![], None))).into_response();
