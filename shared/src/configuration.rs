@@ -19,9 +19,11 @@ pub struct VarSpec {
     pub help: &'static str,
 }
 
+type Lookup = Box<dyn Fn(&str) -> Option<String> + Send>;
+
 /// Reads variables and remembers what was asked for.
 pub struct Env {
-    lookup: Box<dyn Fn(&str) -> Option<String> + Send>,
+    lookup: Lookup,
     listing: bool,
     specs: Vec<VarSpec>,
     problems: Vec<String>,

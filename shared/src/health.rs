@@ -118,7 +118,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_hanging_dependency_fails_at_the_deadline() {
-        let r = Readiness::new().with("redis", || futures::future::pending());
+        let r = Readiness::new().with("redis", futures::future::pending);
         let failures = r.failures().await;
         assert_eq!(failures[0].0, "redis");
         assert!(failures[0].1.contains("no answer"));

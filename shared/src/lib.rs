@@ -1,20 +1,20 @@
 //! Everything the services share, written once.
 //!
-//! - [`backends`]: PostgreSQL, RabbitMQ, S3 and Redis, connected together.
-//! - [`configuration`]: typed settings from the environment, `--list-env`.
-//! - [`error`]: RFC 9457 problem+json responses.
-//! - [`extract`]: path values parsed into newtypes at the boundary.
-//! - [`telemetry`]: tracing, OTLP export, trace context over HTTP and AMQP.
-//! - [`db`]: PostgreSQL pool and migrations.
-//! - [`queue`]: RabbitMQ topology, job message, confirmed publisher.
-//! - [`storage`]: S3 client and the bounded-memory multipart writer.
-//! - [`layout`]: the bucket's key layout.
-//! - [`range`]: HTTP byte ranges.
-//! - [`cache`]: Redis (progress, counters).
-//! - [`health`]: readiness probes.
-//! - [`metrics`]: Prometheus registry and HTTP metrics.
-//! - [`server`]: the HTTP server wrapper every service runs in.
-//! - [`videos`]: the catalogue and the upload intake.
+//! - [`backends`] — PostgreSQL, RabbitMQ, S3 and Redis, connected together.
+//! - [`configuration`] — typed settings from the environment, `--list-env`.
+//! - [`error`] — RFC 9457 problem+json responses.
+//! - [`extract`] — path values parsed into newtypes at the boundary.
+//! - [`telemetry`] — tracing, OTLP export, trace context over HTTP and AMQP.
+//! - [`db`] — PostgreSQL pool and migrations.
+//! - [`queue`] — RabbitMQ topology, job message, confirmed publisher.
+//! - [`storage`] — S3 client and the bounded-memory multipart writer.
+//! - [`layout`] — the bucket's key layout.
+//! - [`range`] — HTTP byte ranges.
+//! - [`cache`] — Redis (progress, counters).
+//! - [`health`] — readiness probes.
+//! - [`metrics`] — Prometheus registry and HTTP metrics.
+//! - [`server`] — the HTTP server wrapper every service runs in.
+//! - [`videos`] — the catalogue and the upload intake.
 
 pub mod backends;
 pub mod cache;

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::get;
 use axum::Router;
 use tokio::net::TcpListener;
@@ -183,9 +183,4 @@ fn return_large_buffers_to_the_os() {
     unsafe {
         libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
     }
-}
-
-/// Maps any error to a problem response (for handlers returning anyhow).
-pub fn internal_error(e: anyhow::Error) -> Response {
-    crate::error::Problem::internal(&e).into_response()
 }

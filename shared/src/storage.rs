@@ -22,6 +22,9 @@ use tokio::task::JoinSet;
 
 use crate::configuration::{ByteSize, Env, Secret};
 
+/// How S3 dates are formatted (the origin sends Last-Modified in HTTP-date form).
+pub use aws_sdk_s3::primitives::DateTimeFormat as DateFormat;
+
 /// S3 refuses parts under 5 MiB (except the last) and more than 10 000 parts.
 pub const MIN_PART_BYTES: u64 = 5 << 20;
 pub const MAX_PARTS: u64 = 10_000;
@@ -72,13 +75,6 @@ impl S3Settings {
 pub struct Storage {
     client: Client,
     bucket: String,
-}
-
-/// Metadata of a stored object.
-#[derive(Debug, Clone)]
-pub struct ObjectInfo {
-    pub size: u64,
-    pub etag: Option<String>,
 }
 
 impl Storage {
@@ -149,17 +145,6 @@ impl Storage {
             Ok(out) => Ok(Some(out)),
             Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => Ok(None),
             Err(e) => Err(anyhow::Error::new(e).context(format!("GetObject {key}"))),
-        }
-    }
-
-    pub async fn head(&self, key: &str) -> anyhow::Result<Option<ObjectInfo>> {
-        match self.client.head_object().bucket(&self.bucket).key(key).send().await {
-            Ok(out) => Ok(Some(ObjectInfo {
-                size: out.content_length().unwrap_or(0).max(0) as u64,
-                etag: out.e_tag().map(str::to_owned),
-            })),
-            Err(e) if e.as_service_error().is_some_and(|s| s.is_not_found()) => Ok(None),
-            Err(e) => Err(anyhow::Error::new(e).context(format!("HeadObject {key}"))),
         }
     }
 
@@ -420,4 +405,3 @@ mod tests {
         assert_eq!(part_size_for(1, ByteSize(1)).0, MIN_PART_BYTES);
     }
 }
-pub use aws_sdk_s3::primitives::DateTimeFormat as DateFormat;

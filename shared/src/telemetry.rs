@@ -96,7 +96,7 @@ pub fn inject_current(carrier: &mut dyn Injector) {
 /// Makes `span` a child of the context found in a carrier, if any.
 pub fn adopt_parent(span: &Span, carrier: &dyn Extractor) {
     let cx = TraceContextPropagator::new().extract(carrier);
-    let _ = span.set_parent(cx);
+    span.set_parent(cx);
 }
 
 /// Adapter: HTTP headers as a propagation carrier.

@@ -2,9 +2,9 @@
 //! videos only, with the headers caches need (Content-Type, Content-Length,
 //! ETag, Last-Modified, Cache-Control).
 //!
-//! - [`configuration`]: settings.
-//! - [`startup`]: builds the application.
-//! - [`hls`]: the one read operation, and the path newtype it parses.
+//! - [`configuration`] — settings.
+//! - [`startup`] — builds the application.
+//! - [`hls`] — the one read operation, and the path newtype it parses.
 
 pub mod configuration;
 pub mod hls;

@@ -37,7 +37,7 @@ impl FromStr for Ladder {
         if rungs.is_empty() {
             return Err("the ladder has no rungs".into());
         }
-        rungs.sort_by(|a, b| b.short_side.cmp(&a.short_side));
+        rungs.sort_by_key(|r| std::cmp::Reverse(r.short_side));
         rungs.dedup_by_key(|r| r.short_side);
         Ok(Ladder(rungs))
     }

@@ -5,8 +5,8 @@
 //! server will use. `/api/v1/uploads` answers 501 with a problem body until
 //! the tus protocol lands, so nothing pretends to accept an upload.
 //!
-//! - [`configuration`]: settings.
-//! - [`startup`]: builds the application.
+//! - [`configuration`] — settings.
+//! - [`startup`] — builds the application.
 
 pub mod configuration;
 pub mod startup;

@@ -3,11 +3,11 @@
 //! bounded-memory multipart upload, becomes a video row and a transcode job.
 //! This service also owns the read side of `/api/v1/videos`.
 //!
-//! - [`configuration`]: settings.
-//! - [`startup`]: builds the application (clients, router, background tasks).
-//! - [`routes`]: one handler per operation.
-//! - [`intake`]: request body → S3 object, for raw and multipart bodies.
-//! - [`error`]: this service's problem catalogue.
+//! - [`configuration`] — settings.
+//! - [`startup`] — builds the application (clients, router, background tasks).
+//! - [`routes`] — one handler per operation.
+//! - [`intake`] — request body → S3 object, for raw and multipart bodies.
+//! - [`error`] — this service's problem catalogue.
 
 pub mod configuration;
 pub mod error;

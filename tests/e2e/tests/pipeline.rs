@@ -181,3 +181,34 @@ async fn the_front_door_answers_bad_uploads_with_problem_json() {
 fn tempfile_dir() -> tempfile::TempDir {
     tempfile::tempdir().expect("temp dir")
 }
+
+#[tokio::test]
+async fn each_front_door_speaks_the_protocols_it_advertises() {
+    let stack = Stack::from_env();
+    let h2c = reqwest::Client::builder().http2_prior_knowledge().build().unwrap();
+    let h1 = reqwest::Client::builder().http1_only().build().unwrap();
+    let tls = stack.client().unwrap();
+    let cases: [(&reqwest::Client, String, reqwest::Version); 5] = [
+        (&h1, stack.nginx_http.clone(), reqwest::Version::HTTP_11),
+        (&h2c, "http://127.0.0.1:8082".into(), reqwest::Version::HTTP_2),
+        (&tls, stack.nginx_https.clone(), reqwest::Version::HTTP_2),
+        (&h1, stack.haproxy.clone(), reqwest::Version::HTTP_11),
+        (&h2c, stack.haproxy.clone(), reqwest::Version::HTTP_2),
+    ];
+    for (client, base, version) in cases {
+        let res = client.get(format!("{base}/api/v1/videos?limit=1")).send().await.unwrap();
+        assert_eq!((res.status(), res.version()), (StatusCode::OK, version), "{base}");
+    }
+
+    // NGINX refuses an announced oversize body itself, in the platform's problem format.
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut conn = tokio::net::TcpStream::connect("127.0.0.1:8080").await.unwrap();
+    conn.write_all(b"POST /api/v1/videos HTTP/1.1\r\nHost: localhost\r\nContent-Type: video/mp4\r\nContent-Length: 3000000000\r\n\r\n")
+        .await
+        .unwrap();
+    let mut head = vec![0u8; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(10), conn.read(&mut head)).await.expect("NGINX answers at once").unwrap();
+    let head = String::from_utf8_lossy(&head[..n]);
+    assert!(head.starts_with("HTTP/1.1 413"), "{head}");
+    assert!(head.contains("application/problem+json"), "{head}");
+}
