@@ -58,6 +58,16 @@ impl TestApp {
         self.world.backends.s3.store().open_multipart_uploads("sources/").await.unwrap().len()
     }
 
+    /// Takes the next job off this world's queue.
+    async fn take_job(&self) -> lapin::message::BasicGetMessage {
+        let conn = self.world.backends.queue.connect().await.unwrap();
+        let ch = conn.create_channel().await.unwrap();
+        ch.basic_get(&self.world.backends.queue.names().jobs_queue, lapin::options::BasicGetOptions { no_ack: true })
+            .await
+            .unwrap()
+            .expect("a job message")
+    }
+
     /// Waits (bounded) for a condition that background clean-up makes true.
     async fn eventually(&self, what: &str, mut check: impl AsyncFnMut() -> bool) {
         let deadline = Instant::now() + Duration::from_secs(15);
@@ -110,13 +120,7 @@ async fn a_raw_upload_is_stored_byte_for_byte_and_its_job_is_queued() {
     assert_eq!(sha256_hex(&stored), sha256_hex(&bytes), "S3 object differs from the upload");
 
     // The job is on the queue, persistent, naming this video.
-    let conn = app.world.backends.queue.connect().await.unwrap();
-    let ch = conn.create_channel().await.unwrap();
-    let msg = ch
-        .basic_get(&app.world.backends.queue.names().jobs_queue, lapin::options::BasicGetOptions { no_ack: true })
-        .await
-        .unwrap()
-        .expect("a job message");
+    let msg = app.take_job().await;
     let job = shared::queue::TranscodeJob::decode(&msg.delivery.data).unwrap();
     assert_eq!(job.video_id.to_string(), id);
     assert_eq!(msg.delivery.properties.delivery_mode(), &Some(2));
@@ -249,12 +253,6 @@ async fn an_upload_whose_publish_failed_is_republished_and_queued() {
     let new = shared::videos::NewVideo { id, title: "t".into(), description: String::new(), content_type: "video/mp4".into(), stored };
     videos.insert_uploaded(&new).await.unwrap();
     app.eventually("row re-enqueued", async || videos.get(id).await.unwrap().unwrap().status == "queued").await;
-    let conn = app.world.backends.queue.connect().await.unwrap();
-    let ch = conn.create_channel().await.unwrap();
-    let msg = ch
-        .basic_get(&app.world.backends.queue.names().jobs_queue, lapin::options::BasicGetOptions { no_ack: true })
-        .await
-        .unwrap()
-        .expect("the republished job");
+    let msg = app.take_job().await;
     assert_eq!(shared::queue::TranscodeJob::decode(&msg.delivery.data).unwrap().video_id, id);
 }
