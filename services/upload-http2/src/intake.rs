@@ -165,11 +165,7 @@ where
         let next = tokio::time::timeout(idle, stream.next()).await.map_err(|_| ApiError::Stalled { secs: idle.as_secs() })?;
         match next {
             None => return Ok(()),
-            Some(Err(e)) => {
-                let msg = e.to_string();
-                // multer reports an over-limit text field this way.
-                return Err(if msg.contains("size limit") { ApiError::BadMultipart(msg) } else { ApiError::Interrupted(msg) });
-            }
+            Some(Err(e)) => return Err(ApiError::Interrupted(e.to_string())),
             Some(Ok(chunk)) => {
                 if writer.size() + chunk.len() as u64 > max {
                     return Err(ApiError::TooLarge { max });
