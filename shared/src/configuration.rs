@@ -95,11 +95,6 @@ impl Env {
         }
     }
 
-    /// The variables read so far, in reading order.
-    pub fn specs(&self) -> &[VarSpec] {
-        &self.specs
-    }
-
     /// Ends reading: every problem at once, or nothing.
     pub fn finish(self) -> Result<Vec<VarSpec>, ConfigError> {
         if self.problems.is_empty() {

@@ -11,12 +11,6 @@ pub struct ByteRange {
 }
 
 impl ByteRange {
-    pub fn len(&self) -> u64 {
-        self.end - self.start + 1
-    }
-    pub fn is_empty(&self) -> bool {
-        false
-    }
     pub fn content_range(&self, total: u64) -> String {
         format!("bytes {}-{}/{total}", self.start, self.end)
     }

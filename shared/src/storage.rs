@@ -70,6 +70,15 @@ impl S3Settings {
     }
 }
 
+/// What a GET found. Matched and moved out at once, so the size gap between
+/// variants costs nothing that boxing would save.
+#[allow(clippy::large_enum_variant)]
+pub enum Fetched {
+    Object(GetObjectOutput),
+    Missing,
+    RangeNotSatisfiable,
+}
+
 /// One bucket, and the calls the platform makes on it.
 #[derive(Clone, Debug)]
 pub struct Storage {
@@ -113,20 +122,15 @@ impl Storage {
     }
 
     pub async fn put_bytes(&self, key: &str, body: Bytes, content_type: &str) -> anyhow::Result<()> {
-        self.client
-            .put_object()
-            .bucket(&self.bucket)
-            .key(key)
-            .content_type(content_type)
-            .body(ByteStream::from(body))
-            .send()
-            .await
-            .with_context(|| format!("PutObject {key}"))?;
-        Ok(())
+        self.put(key, ByteStream::from(body), content_type).await
     }
 
     pub async fn put_file(&self, key: &str, path: &Path, content_type: &str) -> anyhow::Result<()> {
         let body = ByteStream::from_path(path).await.with_context(|| format!("reading {}", path.display()))?;
+        self.put(key, body, content_type).await
+    }
+
+    async fn put(&self, key: &str, body: ByteStream, content_type: &str) -> anyhow::Result<()> {
         self.client
             .put_object()
             .bucket(&self.bucket)
@@ -139,11 +143,26 @@ impl Storage {
         Ok(())
     }
 
+    pub async fn delete(&self, key: &str) -> anyhow::Result<()> {
+        self.client.delete_object().bucket(&self.bucket).key(key).send().await.with_context(|| format!("DeleteObject {key}"))?;
+        Ok(())
+    }
+
     /// The object, or None when it does not exist.
     pub async fn get(&self, key: &str) -> anyhow::Result<Option<GetObjectOutput>> {
-        match self.client.get_object().bucket(&self.bucket).key(key).send().await {
-            Ok(out) => Ok(Some(out)),
-            Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => Ok(None),
+        match self.get_range(key, None).await? {
+            Fetched::Object(out) => Ok(Some(out)),
+            Fetched::Missing => Ok(None),
+            Fetched::RangeNotSatisfiable => unreachable!("no range was asked for"),
+        }
+    }
+
+    /// The object, or the part of it an HTTP `Range` header asks for.
+    pub async fn get_range(&self, key: &str, range: Option<&str>) -> anyhow::Result<Fetched> {
+        match self.client.get_object().bucket(&self.bucket).key(key).set_range(range.map(str::to_owned)).send().await {
+            Ok(out) => Ok(Fetched::Object(out)),
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => Ok(Fetched::Missing),
+            Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 416) => Ok(Fetched::RangeNotSatisfiable),
             Err(e) => Err(anyhow::Error::new(e).context(format!("GetObject {key}"))),
         }
     }
@@ -158,24 +177,15 @@ impl Storage {
         Ok(n)
     }
 
-    /// Deletes every object under a prefix, 1000 at a time; returns how many.
+    /// Deletes every object under a prefix, 1000 (S3's batch limit) at a time; returns how many.
     pub async fn delete_prefix(&self, prefix: &str) -> anyhow::Result<usize> {
-        let mut deleted = 0;
-        let mut pages = self.client.list_objects_v2().bucket(&self.bucket).prefix(prefix).into_paginator().send();
-        while let Some(page) = pages.next().await {
-            let ids: Vec<ObjectIdentifier> = page?
-                .contents()
-                .iter()
-                .filter_map(|o| o.key().and_then(|k| ObjectIdentifier::builder().key(k).build().ok()))
-                .collect();
-            if ids.is_empty() {
-                continue;
-            }
-            deleted += ids.len();
+        let keys = self.list_keys(prefix).await?;
+        for batch in keys.chunks(1000) {
+            let ids = batch.iter().map(|k| ObjectIdentifier::builder().key(k).build()).collect::<Result<Vec<_>, _>>()?;
             let delete = Delete::builder().set_objects(Some(ids)).quiet(true).build()?;
             self.client.delete_objects().bucket(&self.bucket).delete(delete).send().await?;
         }
-        Ok(deleted)
+        Ok(keys.len())
     }
 
     pub async fn list_keys(&self, prefix: &str) -> anyhow::Result<Vec<String>> {
@@ -270,10 +280,6 @@ impl MultipartWriter {
             hasher: Sha256::new(),
             settled: false,
         })
-    }
-
-    pub fn upload_id(&self) -> &str {
-        &self.upload_id
     }
 
     /// Bytes accepted so far.

@@ -275,7 +275,7 @@ async fn close_attempt(
 
 /// The outcome of handing a stored upload to the pipeline.
 #[derive(Debug)]
-pub struct Intake {
+pub struct Registered {
     pub video: Video,
     /// False when the broker could not confirm; the video stays `uploaded`
     /// and the republisher enqueues it later. The upload itself is safe.
@@ -284,11 +284,11 @@ pub struct Intake {
 
 /// Registers a stored upload and enqueues its transcode. Shared by every
 /// upload path so a video is born the same way whatever protocol brought it.
-pub async fn register_and_enqueue(videos: &Videos, publisher: &Publisher, new: NewVideo) -> anyhow::Result<Intake> {
+pub async fn register_and_enqueue(videos: &Videos, publisher: &Publisher, new: NewVideo) -> anyhow::Result<Registered> {
     videos.insert_uploaded(&new).await?;
     let enqueued = enqueue(videos, publisher, new.id, &new.stored.key).await;
     let video = videos.get(new.id).await?.context("video row vanished after insert")?;
-    Ok(Intake { video, enqueued })
+    Ok(Registered { video, enqueued })
 }
 
 async fn enqueue(videos: &Videos, publisher: &Publisher, id: Uuid, source_key: &str) -> bool {

@@ -13,7 +13,7 @@ use axum::response::{IntoResponse, Response};
 use shared::error::Problem;
 use shared::extract::VideoId;
 use shared::layout;
-use shared::storage::Storage;
+use shared::storage::{Fetched, Storage};
 use shared::videos::Videos;
 use uuid::Uuid;
 
@@ -34,8 +34,13 @@ impl OriginState {
 /// A relative object path inside a video's HLS prefix: at most two segments
 /// of `[A-Za-z0-9._-]`, none starting with a dot, with a known extension.
 /// Anything else (traversal, odd characters) is refused before S3 sees it.
+/// Parsing also settles the object's content type and cache policy.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HlsObject(String);
+pub struct HlsObject {
+    path: String,
+    content_type: &'static str,
+    cache_control: &'static str,
+}
 
 impl HlsObject {
     pub fn parse(raw: &str) -> Option<Self> {
@@ -44,7 +49,8 @@ impl HlsObject {
             && parts.iter().all(|p| {
                 !p.is_empty() && !p.starts_with('.') && p.len() <= 64 && p.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
             });
-        (ok && kind(raw).is_some()).then(|| HlsObject(raw.to_owned()))
+        let (content_type, cache_control) = kind(raw).filter(|_| ok)?;
+        Some(HlsObject { path: raw.to_owned(), content_type, cache_control })
     }
 }
 
@@ -86,25 +92,20 @@ pub async fn get_object(State(st): State<OriginState>, method: Method, Path((raw
             Err(e) => return Problem::unavailable("catalogue", &e).into_response(),
         }
     }
-    let key = format!("{}{}", layout::hls_prefix(id), object.0);
+    let key = format!("{}{}", layout::hls_prefix(id), object.path);
     let range = headers.get(header::RANGE).and_then(|v| v.to_str().ok());
-    let mut req = st.storage.client().get_object().bucket(st.storage.bucket()).key(&key);
-    if let Some(r) = range {
-        req = req.range(r);
-    }
-    let out = match req.send().await {
-        Ok(out) => out,
-        Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => return not_found(format!("no object {}", object.0)),
-        Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 416) => {
+    let out = match st.storage.get_range(&key, range).await {
+        Ok(Fetched::Object(out)) => out,
+        Ok(Fetched::Missing) => return not_found(format!("no object {}", object.path)),
+        Ok(Fetched::RangeNotSatisfiable) => {
             return Problem::new(StatusCode::RANGE_NOT_SATISFIABLE, "range-not-satisfiable", "Range not satisfiable", "the requested range is outside the object").into_response();
         }
-        Err(e) => return Problem::unavailable("object storage", &anyhow::Error::new(e)).into_response(),
+        Err(e) => return Problem::unavailable("object storage", &e).into_response(),
     };
-    let (content_type, cache_control) = kind(&object.0).expect("checked by HlsObject::parse");
     let mut res = Response::builder()
         .status(if out.content_range().is_some() { StatusCode::PARTIAL_CONTENT } else { StatusCode::OK })
-        .header(header::CONTENT_TYPE, content_type)
-        .header(header::CACHE_CONTROL, cache_control)
+        .header(header::CONTENT_TYPE, object.content_type)
+        .header(header::CACHE_CONTROL, object.cache_control)
         .header(header::ACCEPT_RANGES, "bytes");
     let h = res.headers_mut().expect("builder is valid");
     if let Some(len) = out.content_length() {

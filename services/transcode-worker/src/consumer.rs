@@ -36,12 +36,12 @@ pub struct Consumer {
 
 impl Consumer {
     /// Consumes until `stop` is cancelled, reconnecting after broker outages;
-    /// then waits (up to `grace`) for jobs in flight.
+    /// on stop, jobs in flight get up to `grace` to settle.
     pub async fn run(self: Arc<Self>, stop: CancellationToken, grace: Duration) {
         let tracker = TaskTracker::new();
         let mut backoff = Duration::from_millis(500);
         while !stop.is_cancelled() {
-            match self.consume(&stop, &tracker).await {
+            match self.consume(&stop, &tracker, grace).await {
                 Ok(()) => break,
                 Err(e) => {
                     self.connected.store(false, std::sync::atomic::Ordering::Relaxed);
@@ -51,13 +51,12 @@ impl Consumer {
                 }
             }
         }
+        // Reached on a stop during a reconnect back-off: jobs started on the
+        // lost connection cannot settle any more, so there is nothing to wait for.
         tracker.close();
-        if tokio::time::timeout(grace, tracker.wait()).await.is_err() {
-            tracing::warn!("jobs still running at shutdown; the broker will redeliver them");
-        }
     }
 
-    async fn consume(&self, stop: &CancellationToken, tracker: &TaskTracker) -> anyhow::Result<()> {
+    async fn consume(&self, stop: &CancellationToken, tracker: &TaskTracker, grace: Duration) -> anyhow::Result<()> {
         let conn = self.queue.connect().await?;
         let ch = conn.create_channel().await?;
         let topology = self.queue.names();
@@ -70,10 +69,14 @@ impl Consumer {
         loop {
             tokio::select! {
                 _ = stop.cancelled() => {
-                    // No new deliveries; the ones in flight still get settled on this channel.
+                    // No new deliveries; the ones in flight may still settle on
+                    // this channel within the grace period. Closing the
+                    // connection then returns any unsettled one to the queue.
                     let _ = ch.basic_cancel(&tag, BasicCancelOptions::default()).await;
                     tracker.close();
-                    tracker.wait().await;
+                    if tokio::time::timeout(grace, tracker.wait()).await.is_err() {
+                        tracing::warn!("jobs still running at shutdown; the broker will redeliver them");
+                    }
                     let _ = conn.close(200, "worker shutting down").await;
                     return Ok(());
                 }

@@ -123,7 +123,7 @@ impl Intake<'_> {
         match cleaned {
             Ok((title, description)) => Ok(Received { stored, content_type: content_type.unwrap_or_default(), title, description }),
             Err(e) => {
-                if let Err(del) = self.storage.delete_prefix(&stored.key).await {
+                if let Err(del) = self.storage.delete(&stored.key).await {
                     tracing::error!(key = stored.key, error = format!("{del:#}"), "could not delete refused upload");
                 }
                 Err(e)

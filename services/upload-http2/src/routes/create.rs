@@ -62,13 +62,13 @@ async fn create(st: AppState, q: CreateQuery, headers: HeaderMap, req: Request) 
     let description = received.description.or(q.description).unwrap_or_default();
     let size = received.stored.size;
     let new = NewVideo { id, title, description, content_type: received.content_type, stored: received.stored };
-    let intake = register_and_enqueue(&st.videos, &st.publisher, new).await?;
+    let registered = register_and_enqueue(&st.videos, &st.publisher, new).await?;
     guard.disarm();
     st.metrics.bytes.inc_by(size);
-    tracing::info!(video_id = %id, size, enqueued = intake.enqueued, trace_id = shared::telemetry::current_trace_id(), "video uploaded");
+    tracing::info!(video_id = %id, size, enqueued = registered.enqueued, trace_id = shared::telemetry::current_trace_id(), "video uploaded");
 
     let location = format!("/api/v1/videos/{id}");
-    let mut res = (StatusCode::CREATED, Json(VideoView::new(intake.video, vec![], None))).into_response();
+    let mut res = (StatusCode::CREATED, Json(VideoView::new(registered.video, vec![], None))).into_response();
     res.headers_mut().insert(header::LOCATION, HeaderValue::from_str(&location).expect("ascii path"));
     Ok(res)
 }
@@ -90,7 +90,7 @@ impl Drop for OrphanGuard {
         let storage = self.storage.clone();
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
             rt.spawn(async move {
-                if let Err(e) = storage.delete_prefix(&key).await {
+                if let Err(e) = storage.delete(&key).await {
                     tracing::error!(key, error = format!("{e:#}"), "could not delete source of an unregistered upload");
                 }
             });
