@@ -65,6 +65,19 @@ impl Cache {
         Ok(())
     }
 
+    /// A short-lived JSON record under `{prefix}:{kind}:{id}`.
+    pub async fn put_json<T: Serialize>(&self, kind: &str, id: Uuid, value: &T, ttl_secs: u64) -> anyhow::Result<()> {
+        let mut c = self.conn().await?;
+        let _: () = c.set_ex(format!("{}:{kind}:{id}", self.prefix), serde_json::to_string(value)?, ttl_secs).await?;
+        Ok(())
+    }
+
+    pub async fn get_json<T: serde::de::DeserializeOwned>(&self, kind: &str, id: Uuid) -> anyhow::Result<Option<T>> {
+        let mut c = self.conn().await?;
+        let raw: Option<String> = c.get(format!("{}:{kind}:{id}", self.prefix)).await?;
+        Ok(raw.and_then(|r| serde_json::from_str(&r).ok()))
+    }
+
     fn progress_key(&self, video_id: Uuid) -> String {
         format!("{}:progress:{video_id}", self.prefix)
     }

@@ -190,6 +190,8 @@ impl FromStr for Seconds {
             (n, 1000)
         } else if let Some(n) = s.strip_suffix('m') {
             (n, 60_000)
+        } else if let Some(n) = s.strip_suffix('h') {
+            (n, 3_600_000)
         } else {
             (s, 1000)
         };

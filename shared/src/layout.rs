@@ -8,12 +8,22 @@
 //! hls/{video_id}/{rendition}/index.m3u8       the rung's VOD playlist
 //! hls/{video_id}/poster.jpg          poster image
 //! hls/{video_id}/master.m3u8         written last: its presence means "playable"
+//! tus/partials/{upload_id}           a tus partial upload (concatenation), until assembled
+//! tus/tails/{upload_id}              a tus upload's bytes past its last whole S3 part
 //! ```
 
 use uuid::Uuid;
 
 pub fn source(video_id: Uuid) -> String {
     format!("sources/{video_id}")
+}
+
+pub fn tus_partial(upload_id: Uuid) -> String {
+    format!("tus/partials/{upload_id}")
+}
+
+pub fn tus_tail(upload_id: Uuid) -> String {
+    format!("tus/tails/{upload_id}")
 }
 
 pub fn hls_prefix(video_id: Uuid) -> String {

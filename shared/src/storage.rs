@@ -282,6 +282,11 @@ impl MultipartWriter {
         })
     }
 
+    /// The S3 upload id, for callers that must be able to abort it after a crash.
+    pub fn upload_id(&self) -> &str {
+        &self.upload_id
+    }
+
     /// Bytes accepted so far.
     pub fn size(&self) -> u64 {
         self.size

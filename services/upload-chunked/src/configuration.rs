@@ -1,7 +1,7 @@
-//! Settings of upload-chunked.
+//! Settings of upload-chunked, read from the environment.
 
 use shared::backends::BackendSettings;
-use shared::configuration::Env;
+use shared::configuration::{ByteSize, Env, Seconds};
 use shared::server::HttpSettings;
 use shared::telemetry::TelemetrySettings;
 
@@ -10,6 +10,7 @@ pub struct Settings {
     pub http: HttpSettings,
     pub telemetry: TelemetrySettings,
     pub backends: BackendSettings,
+    pub tus: TusSettings,
 }
 
 impl Settings {
@@ -18,6 +19,40 @@ impl Settings {
             http: HttpSettings::from_env(env, "0.0.0.0:8002"),
             telemetry: TelemetrySettings::from_env(env),
             backends: BackendSettings::from_env(env),
+            tus: TusSettings::from_env(env),
         }
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct TusSettings {
+    pub max_size: ByteSize,
+    pub part_bytes: ByteSize,
+    pub parts_in_flight: usize,
+    pub expiry: Seconds,
+    pub idle_timeout: Seconds,
+    pub lock_wait: Seconds,
+    pub sweep_every: Seconds,
+    pub republish_every: Seconds,
+    pub cors_origins: String,
+}
+
+impl TusSettings {
+    pub fn from_env(env: &mut Env) -> Self {
+        let s = Self {
+            max_size: env.optional("TUS_MAX_SIZE", "2GiB", "largest upload (Tus-Max-Size); larger gets 413"),
+            part_bytes: env.optional("TUS_PART_BYTES", "8MiB", "S3 part size uploads are cut at (min 5MiB); smaller remainders wait in a tail object"),
+            parts_in_flight: env.optional("TUS_PARTS_IN_FLIGHT", "2", "parts uploading to S3 at once per request"),
+            expiry: env.optional("TUS_EXPIRY", "24h", "an unfinished upload idle this long expires (Upload-Expires) and is reclaimed"),
+            idle_timeout: env.optional("TUS_IDLE_TIMEOUT", "60s", "a request body silent this long is treated as cut off (its bytes are kept)"),
+            lock_wait: env.optional("TUS_LOCK_WAIT", "3s", "how long a request waits for another writer of the same upload before 423"),
+            sweep_every: env.optional("TUS_SWEEP_INTERVAL", "60s", "how often expired uploads are reclaimed and crashed completions resumed"),
+            republish_every: env.optional("UPLOAD_REPUBLISH_INTERVAL", "30s", "how often uploads whose job publish failed are re-enqueued"),
+            cors_origins: env.optional("CORS_ALLOWED_ORIGINS", "*", "origins browsers may upload from: * or a comma-separated list"),
+        };
+        if s.part_bytes.0 < shared::storage::MIN_PART_BYTES {
+            env.invalid(format!("TUS_PART_BYTES={} is below S3's 5MiB minimum part size", s.part_bytes.0));
+        }
+        s
     }
 }

@@ -1,27 +1,56 @@
-//! Builds upload-chunked.
+//! Builds upload-chunked: backends, the tus store, the router with CORS,
+//! and the background tasks (expiry sweeper, job republisher).
 
-use axum::http::StatusCode;
-use axum::routing::any;
-use axum::Router;
-use shared::error::Problem;
+use std::sync::Arc;
+
+use axum::http::{header, HeaderName, HeaderValue, Method};
 use shared::metrics::Metrics;
 use shared::server::{with_operational_routes, Server};
+use shared::videos::Videos;
+use tower_http::cors::{AllowOrigin, CorsLayer};
 
-use crate::configuration::Settings;
-
-async fn not_yet() -> Problem {
-    Problem::new(
-        StatusCode::NOT_IMPLEMENTED,
-        "tus-not-implemented",
-        "Resumable uploads are not available yet",
-        "This deployment does not accept tus uploads yet. Upload with POST /api/v1/videos instead.",
-    )
-}
+use crate::configuration::{Settings, TusSettings};
+use crate::finish::Finisher;
+use crate::handlers::{self, AppState, TusMetrics};
+use crate::progress::ProgressBoard;
+use crate::protocol::{names, ALL_HEADERS};
+use crate::store::s3::S3Store;
 
 /// Connects the backends (migrations, bucket, queue topology) and binds.
 pub async fn build(settings: Settings) -> anyhow::Result<Server> {
-    let readiness = settings.backends.connect().await?.readiness();
-    let router = Router::new().route("/api/v1/uploads", any(not_yet)).route("/api/v1/uploads/{*rest}", any(not_yet));
-    let app = with_operational_routes(router, readiness, Metrics::new("upload-chunked"));
-    Ok(Server::new(settings.http.bind().await?, app, settings.http.shutdown_grace.0))
+    let backends = settings.backends.connect().await?;
+    let metrics = Metrics::new("upload-chunked");
+    let store = Arc::new(S3Store::new(backends.storage.clone(), backends.pool.clone(), settings.tus.clone()));
+    let board = ProgressBoard::new(backends.cache.clone());
+    let videos = Videos::new(backends.pool.clone());
+    let finisher = Finisher { store: store.clone(), videos: videos.clone(), publisher: backends.publisher.clone(), board: board.clone() };
+    let state = AppState { store, finisher, board, tus: settings.tus.clone(), metrics: TusMetrics::new(&metrics) };
+
+    let router = handlers::router(state.clone()).layer(cors(&settings.tus)?);
+    let app = with_operational_routes(router, backends.readiness(), metrics);
+    let sweeper = tokio::spawn(crate::sweeper::run(state, settings.tus.sweep_every.0));
+    let republisher = tokio::spawn(shared::videos::republish_stranded(videos, backends.publisher.clone(), settings.tus.republish_every.0, 50));
+    Ok(Server::new(settings.http.bind().await?, app, settings.http.shutdown_grace.0).with_task(sweeper).with_task(republisher))
+}
+
+/// Browsers upload cross-origin: preflights are answered, and every tus
+/// header is both allowed in and exposed out, or tus-js-client cannot read
+/// Upload-Offset and Location.
+fn cors(tus: &TusSettings) -> anyhow::Result<CorsLayer> {
+    let origins = if tus.cors_origins.trim() == "*" {
+        AllowOrigin::any()
+    } else {
+        let list = tus.cors_origins.split(',').map(|o| HeaderValue::from_str(o.trim())).collect::<Result<Vec<_>, _>>()?;
+        AllowOrigin::list(list)
+    };
+    let mut allowed: Vec<HeaderName> = ALL_HEADERS.to_vec();
+    allowed.extend([header::CONTENT_TYPE, header::AUTHORIZATION, HeaderName::from_static("x-requested-with"), HeaderName::from_static("traceparent")]);
+    let mut exposed: Vec<HeaderName> = ALL_HEADERS.to_vec();
+    exposed.extend([header::LOCATION, names::LINK]);
+    Ok(CorsLayer::new()
+        .allow_origin(origins)
+        .allow_methods([Method::POST, Method::GET, Method::HEAD, Method::PATCH, Method::DELETE, Method::OPTIONS])
+        .allow_headers(allowed)
+        .expose_headers(exposed)
+        .max_age(std::time::Duration::from_secs(86400)))
 }

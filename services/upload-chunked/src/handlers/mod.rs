@@ -1,0 +1,170 @@
+//! The tus protocol handlers: one file per operation, and here the routing
+//! that turns a request into an [`Operation`] (honouring
+//! `X-HTTP-Method-Override`, for clients behind proxies that only pass GET
+//! and POST) and the headers every answer carries.
+//!
+//! - [`options`] — server capabilities.
+//! - [`create`] — POST: creation, creation-with-upload, defer-length, concatenation.
+//! - [`head`] — HEAD: where an upload stands.
+//! - [`patch`] — PATCH: appending bytes, and the write path creation shares.
+//! - [`delete`] — DELETE: termination.
+//! - [`events`] — GET …/events: progress as server-sent events (not tus).
+
+pub mod create;
+pub mod delete;
+pub mod events;
+pub mod head;
+pub mod options;
+pub mod patch;
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use axum::extract::{Path, Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get};
+use axum::Router;
+use prometheus::{IntCounter, IntCounterVec, Opts};
+use shared::metrics::Metrics;
+use tower_http::set_header::SetResponseHeaderLayer;
+use uuid::Uuid;
+
+use crate::configuration::TusSettings;
+use crate::error::TusError;
+use crate::finish::{video_path, Finisher};
+use crate::progress::ProgressBoard;
+use crate::protocol::{self, names, BASE_PATH, TUS_VERSION};
+use crate::store::{DataStore, Upload};
+
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Arc<dyn DataStore>,
+    pub finisher: Finisher,
+    pub board: ProgressBoard,
+    pub tus: TusSettings,
+    pub metrics: TusMetrics,
+}
+
+#[derive(Clone)]
+pub struct TusMetrics {
+    /// created, completed, terminated, expired, refused.
+    pub uploads: IntCounterVec,
+    pub bytes: IntCounter,
+}
+
+impl TusMetrics {
+    pub fn new(m: &Metrics) -> Self {
+        Self {
+            uploads: m.register(IntCounterVec::new(Opts::new("tus_uploads_total", "tus uploads by lifecycle event"), &["event"]).expect("valid metric")),
+            bytes: m.register(IntCounter::new("tus_bytes_received_total", "bytes committed to tus uploads").expect("valid metric")),
+        }
+    }
+}
+
+/// The tus operations, named as the protocol names them.
+enum Operation {
+    Options,
+    Create,
+    Head(Uuid),
+    Patch(Uuid),
+    Delete(Uuid),
+}
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route(BASE_PATH, any(collection))
+        .route(&format!("{BASE_PATH}/"), any(collection))
+        .route(&format!("{BASE_PATH}/{{id}}"), any(resource))
+        .route(&format!("{BASE_PATH}/{{id}}/events"), get(events::events))
+        .layer(SetResponseHeaderLayer::overriding(names::TUS_RESUMABLE, HeaderValue::from_static(TUS_VERSION)))
+        .with_state(state)
+}
+
+fn effective_method(req: &Request) -> Result<Method, TusError> {
+    let over = req.headers().get(names::METHOD_OVERRIDE).and_then(|v| v.to_str().ok());
+    match over {
+        Some(m) if req.method() == Method::POST => Method::from_bytes(m.trim().to_ascii_uppercase().as_bytes())
+            .map_err(|_| TusError::BadHeader("x-http-method-override".into(), format!("{m:?} is not a method"))),
+        _ => Ok(req.method().clone()),
+    }
+}
+
+async fn collection(State(st): State<AppState>, req: Request) -> Response {
+    let op = match effective_method(&req) {
+        Ok(Method::OPTIONS) => Ok(Operation::Options),
+        Ok(Method::POST) => Ok(Operation::Create),
+        Ok(m) => Err(TusError::MethodNotAllowed(m.to_string())),
+        Err(e) => Err(e),
+    };
+    run(st, op, req).await
+}
+
+async fn resource(State(st): State<AppState>, Path(id): Path<String>, req: Request) -> Response {
+    // An id that cannot exist is simply an unknown upload.
+    let op = match (effective_method(&req), Uuid::try_parse(&id)) {
+        (Ok(Method::OPTIONS), _) => Ok(Operation::Options),
+        (Err(e), _) => Err(e),
+        (Ok(_), Err(_)) => Err(TusError::NotFound),
+        (Ok(Method::HEAD), Ok(id)) => Ok(Operation::Head(id)),
+        (Ok(Method::PATCH), Ok(id)) => Ok(Operation::Patch(id)),
+        (Ok(Method::DELETE), Ok(id)) => Ok(Operation::Delete(id)),
+        (Ok(m), Ok(_)) => Err(TusError::MethodNotAllowed(m.to_string())),
+    };
+    run(st, op, req).await
+}
+
+async fn run(st: AppState, op: Result<Operation, TusError>, req: Request) -> Response {
+    let res = match op {
+        Ok(Operation::Options) => Ok(options::options(&st)),
+        Ok(op) => match protocol::check_resumable(req.headers()) {
+            Err(e) => Err(e),
+            Ok(()) => {
+                let (parts, body) = req.into_parts();
+                match op {
+                    Operation::Create => create::create(&st, &parts.headers, body).await,
+                    Operation::Head(id) => head::head(&st, id).await,
+                    Operation::Patch(id) => patch::patch(&st, id, &parts.headers, body).await,
+                    Operation::Delete(id) => delete::delete(&st, id).await,
+                    Operation::Options => unreachable!("answered above"),
+                }
+            }
+        },
+        Err(e) => Err(e),
+    };
+    res.unwrap_or_else(|e| {
+        if matches!(e, TusError::Internal(_)) {
+            st.metrics.uploads.with_label_values(&["error"]).inc();
+        }
+        e.into_response()
+    })
+}
+
+/// Upload-Expires while the upload can still be resumed, and the video link once it is one.
+pub fn describe(upload: &Upload, headers: &mut HeaderMap) {
+    if !upload.completed {
+        let when = httpdate::fmt_http_date(SystemTime::from(upload.expires_at));
+        headers.insert(names::UPLOAD_EXPIRES, HeaderValue::from_str(&when).expect("http date is ascii"));
+    }
+    if let Some(video) = upload.video_id {
+        let link = format!("<{}>; rel=\"video\"", video_path(video));
+        headers.insert(names::LINK, HeaderValue::from_str(&link).expect("ascii link"));
+    }
+}
+
+/// Refusals that apply before a write: decided on the stored state alone.
+pub fn check_writable(upload: &Upload) -> Result<(), TusError> {
+    if let Some(why) = &upload.failure {
+        return Err(TusError::Refused(why.clone()));
+    }
+    if upload.is_final() {
+        return Err(TusError::FinalNotWritable);
+    }
+    if upload.completed {
+        return Err(TusError::AlreadyComplete);
+    }
+    if upload.is_expired() {
+        return Err(TusError::Expired);
+    }
+    Ok(())
+}

@@ -1,0 +1,118 @@
+//! PATCH: appends a body at the upload's offset — and [`write_at`], the
+//! write path creation-with-upload shares.
+//!
+//! Cheap refusals come first, then the upload's lock, then the same checks
+//! again on the state read under the lock (another replica may have
+//! written in between). The write and the completion run in a task of
+//! their own: if the client disconnects, the handler future is dropped, but
+//! the task still commits what arrived and releases the lock.
+
+use axum::body::Body;
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use uuid::Uuid;
+
+use super::{check_writable, describe, AppState};
+use crate::error::TusError;
+use crate::progress::UploadProgress;
+use crate::protocol::{self, names, ChecksumPlan};
+use crate::store::{Appended, Chunk, Upload, UploadLock};
+
+pub async fn patch(st: &AppState, id: Uuid, headers: &HeaderMap, body: Body) -> Result<Response, TusError> {
+    if !protocol::is_offset_octet_stream(headers) {
+        return Err(TusError::WrongContentType);
+    }
+    let offset = protocol::upload_offset(headers)?;
+    let (up, _) = write_at(st, id, offset, headers, body).await?;
+    let mut res = StatusCode::NO_CONTENT.into_response();
+    res.headers_mut().insert(names::UPLOAD_OFFSET, HeaderValue::from(up.offset));
+    describe(&up, res.headers_mut());
+    Ok(res)
+}
+
+/// The request's write, as parsed from its headers before any lock is taken.
+struct WriteRequest {
+    client_offset: u64,
+    new_length: Option<u64>,
+    content_length: Option<u64>,
+    checksum: ChecksumPlan,
+}
+
+/// Writes `body` at `client_offset` and finishes the upload if that
+/// completed it. Returns the upload as it now stands.
+pub async fn write_at(st: &AppState, id: Uuid, client_offset: u64, headers: &HeaderMap, body: Body) -> Result<(Upload, Appended), TusError> {
+    let req = WriteRequest {
+        client_offset,
+        new_length: protocol::upload_length(headers)?,
+        content_length: protocol::content_length(headers),
+        checksum: ChecksumPlan::from_headers(headers)?,
+    };
+    let up = st.store.get(id).await?.ok_or(TusError::NotFound)?;
+    check_writable(&up)?;
+    let lock = st.store.lock(id, st.tus.lock_wait.0).await?;
+    let st = st.clone();
+    tokio::spawn(async move {
+        let res = write_locked(&st, &lock, id, req, body).await;
+        lock.release().await;
+        res
+    })
+    .await
+    .map_err(|e| TusError::Internal(anyhow::anyhow!("write task ended abnormally: {e}")))?
+}
+
+async fn write_locked(st: &AppState, lock: &UploadLock, id: Uuid, req: WriteRequest, body: Body) -> Result<(Upload, Appended), TusError> {
+    let mut up = st.store.get(id).await?.ok_or(TusError::NotFound)?;
+    check_writable(&up)?;
+    if req.client_offset != up.offset {
+        return Err(TusError::OffsetMismatch { expected: up.offset, got: req.client_offset });
+    }
+    if let Some(len) = req.new_length {
+        match up.length {
+            Some(known) if known == len => {}
+            Some(_) => return Err(TusError::LengthAlreadySet),
+            None if len < up.offset => return Err(TusError::LengthBelowOffset { offset: up.offset }),
+            None if len == 0 => return Err(TusError::EmptyUpload),
+            None if len > st.tus.max_size.0 => return Err(TusError::TooLarge { max: st.tus.max_size.0 }),
+            None => {
+                st.store.declare_length(lock, &up, len).await?;
+                up.length = Some(len);
+            }
+        }
+    }
+    let remaining = up.length.unwrap_or(st.tus.max_size.0).saturating_sub(up.offset);
+    if req.content_length.is_some_and(|n| n > remaining) {
+        if up.length.is_none() {
+            return Err(TusError::TooLarge { max: st.tus.max_size.0 });
+        }
+        return Err(TusError::ExceedsLength { remaining });
+    }
+    let appended = if req.content_length == Some(0) {
+        Appended { offset: up.offset, interrupted: false }
+    } else {
+        let chunk = Chunk {
+            body,
+            content_length: req.content_length,
+            checksum: req.checksum,
+            on_progress: st.board.reporter(id, up.length),
+        };
+        st.store.append(lock, &up, chunk).await?
+    };
+    st.metrics.bytes.inc_by(appended.offset - up.offset);
+    let up = st.store.get(id).await?.ok_or(TusError::NotFound)?;
+    if appended.interrupted {
+        tracing::info!(upload_id = %id, offset = up.offset, "request cut off; received bytes kept");
+    }
+    if !up.is_full() {
+        let p = UploadProgress { offset: up.offset, length: up.length, bytes_per_second: 0, complete: false, video: None };
+        st.board.publish(id, &p).await;
+        return Ok((up, appended));
+    }
+    st.finisher.finish(lock, &up).await.inspect_err(|e| {
+        if matches!(e, TusError::FileChecksumMismatch) {
+            st.metrics.uploads.with_label_values(&["refused"]).inc();
+        }
+    })?;
+    st.metrics.uploads.with_label_values(&["completed"]).inc();
+    let up = st.store.get(id).await?.ok_or(TusError::NotFound)?;
+    Ok((up, appended))
+}

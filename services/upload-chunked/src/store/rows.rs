@@ -1,0 +1,278 @@
+//! Upload state in PostgreSQL: the `uploads` row, its S3 part list and its
+//! concatenation links, plus the per-upload lock.
+//!
+//! The lock is a transaction-scoped advisory lock held on its own pooled
+//! connection for as long as a request writes. PostgreSQL drops it when the
+//! transaction ends, or when the connection does — so a request whose
+//! process died never leaves an upload locked.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use sqlx::{PgPool, Postgres, Transaction};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::checksum::ResumableSha256;
+use crate::error::TusError;
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Row {
+    pub id: Uuid,
+    pub concat: String,
+    pub length: Option<i64>,
+    pub metadata: String,
+    pub object_key: String,
+    pub part_size: i64,
+    pub s3_upload_id: Option<String>,
+    pub parts_bytes: i64,
+    pub tail_bytes: i64,
+    pub upload_offset: i64,
+    pub sha256_state: Vec<u8>,
+    pub expires_at: OffsetDateTime,
+    pub completed_at: Option<OffsetDateTime>,
+    pub video_id: Option<Uuid>,
+    pub consumed_by: Option<Uuid>,
+    pub failure: Option<String>,
+}
+
+const COLUMNS: &str = "id, concat, length, metadata, object_key, part_size, s3_upload_id, parts_bytes, tail_bytes, upload_offset, \
+    sha256_state, expires_at, completed_at, video_id, consumed_by, failure";
+
+/// One committed S3 part.
+#[derive(Debug, Clone)]
+pub struct Part {
+    pub number: i32,
+    pub size: u64,
+    pub etag: String,
+}
+
+/// Bytes made durable by one commit.
+#[derive(Debug, Clone)]
+pub struct Progress {
+    pub new_parts: Vec<Part>,
+    pub tail_bytes: u64,
+    pub sha256: ResumableSha256,
+}
+
+#[derive(Clone)]
+pub struct Rows {
+    pool: PgPool,
+}
+
+impl Rows {
+    pub fn new(pool: PgPool) -> Self {
+        Self { pool }
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub async fn insert(&self, id: Uuid, concat: &str, length: Option<u64>, metadata: &str, key: &str, part_size: u64, expires_at: OffsetDateTime, partials: &[Uuid]) -> anyhow::Result<()> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO uploads (id, concat, length, metadata, object_key, part_size, sha256_state, expires_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(id)
+        .bind(concat)
+        .bind(length.map(|l| l as i64))
+        .bind(metadata)
+        .bind(key)
+        .bind(part_size as i64)
+        .bind(ResumableSha256::default().to_bytes())
+        .bind(expires_at)
+        .execute(&mut *tx)
+        .await
+        .context("inserting upload")?;
+        for (pos, partial) in partials.iter().enumerate() {
+            sqlx::query("INSERT INTO upload_concat (final_id, position, partial_id) VALUES ($1, $2, $3)")
+                .bind(id)
+                .bind(pos as i32)
+                .bind(partial)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn get(&self, id: Uuid) -> anyhow::Result<Option<Row>> {
+        Ok(sqlx::query_as(&format!("SELECT {COLUMNS} FROM uploads WHERE id = $1")).bind(id).fetch_optional(&self.pool).await?)
+    }
+
+    pub async fn partials_of(&self, final_id: Uuid) -> anyhow::Result<Vec<Uuid>> {
+        Ok(sqlx::query_scalar("SELECT partial_id FROM upload_concat WHERE final_id = $1 ORDER BY position")
+            .bind(final_id)
+            .fetch_all(&self.pool)
+            .await?)
+    }
+
+    pub async fn finals_waiting_on(&self, partial_id: Uuid) -> anyhow::Result<Vec<Uuid>> {
+        Ok(sqlx::query_scalar(
+            "SELECT c.final_id FROM upload_concat c JOIN uploads u ON u.id = c.final_id \
+             WHERE c.partial_id = $1 AND u.completed_at IS NULL",
+        )
+        .bind(partial_id)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    pub async fn parts(&self, id: Uuid) -> anyhow::Result<Vec<Part>> {
+        let rows: Vec<(i32, i64, String)> =
+            sqlx::query_as("SELECT part_number, size, etag FROM upload_parts WHERE upload_id = $1 ORDER BY part_number")
+                .bind(id)
+                .fetch_all(&self.pool)
+                .await?;
+        Ok(rows.into_iter().map(|(number, size, etag)| Part { number, size: size as u64, etag }).collect())
+    }
+
+    /// Records the S3 multipart upload before any part is sent, so the
+    /// sweeper can always find and abort it.
+    pub async fn set_s3_upload(&self, id: Uuid, s3_upload_id: &str) -> anyhow::Result<()> {
+        sqlx::query("UPDATE uploads SET s3_upload_id = $2, updated_at = now() WHERE id = $1").bind(id).bind(s3_upload_id).execute(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Makes received bytes durable: parts, tail length and hash state in one transaction.
+    pub async fn commit(&self, id: Uuid, p: &Progress, expires_at: OffsetDateTime) -> anyhow::Result<u64> {
+        let mut tx = self.pool.begin().await?;
+        let mut added = 0i64;
+        for part in &p.new_parts {
+            sqlx::query(
+                "INSERT INTO upload_parts (upload_id, part_number, size, etag) VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (upload_id, part_number) DO UPDATE SET size = EXCLUDED.size, etag = EXCLUDED.etag",
+            )
+            .bind(id)
+            .bind(part.number)
+            .bind(part.size as i64)
+            .bind(&part.etag)
+            .execute(&mut *tx)
+            .await?;
+            added += part.size as i64;
+        }
+        let offset: i64 = sqlx::query_scalar(
+            "UPDATE uploads SET parts_bytes = parts_bytes + $2, tail_bytes = $3, sha256_state = $4, expires_at = $5, updated_at = now() \
+             WHERE id = $1 RETURNING upload_offset",
+        )
+        .bind(id)
+        .bind(added)
+        .bind(p.tail_bytes as i64)
+        .bind(p.sha256.to_bytes())
+        .bind(expires_at)
+        .fetch_one(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(offset as u64)
+    }
+
+    pub async fn set_length(&self, id: Uuid, length: u64) -> anyhow::Result<()> {
+        sqlx::query("UPDATE uploads SET length = $2, updated_at = now() WHERE id = $1").bind(id).bind(length as i64).execute(&self.pool).await?;
+        Ok(())
+    }
+
+    /// The object is whole in S3.
+    pub async fn mark_complete(&self, id: Uuid, length: u64) -> anyhow::Result<()> {
+        sqlx::query(
+            "UPDATE uploads SET completed_at = now(), length = $2, parts_bytes = $2, tail_bytes = 0, s3_upload_id = NULL, updated_at = now() \
+             WHERE id = $1",
+        )
+        .bind(id)
+        .bind(length as i64)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn mark_failed(&self, id: Uuid, why: &str) -> anyhow::Result<()> {
+        sqlx::query("UPDATE uploads SET failure = $2, completed_at = now(), s3_upload_id = NULL, updated_at = now() WHERE id = $1")
+            .bind(id)
+            .bind(why)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn mark_consumed(&self, partials: &[Uuid], final_id: Uuid) -> anyhow::Result<()> {
+        sqlx::query("UPDATE uploads SET consumed_by = $2, updated_at = now() WHERE id = ANY($1)").bind(partials).bind(final_id).execute(&self.pool).await?;
+        Ok(())
+    }
+
+    pub async fn set_video(&self, id: Uuid, video_id: Uuid) -> anyhow::Result<()> {
+        sqlx::query("UPDATE uploads SET video_id = $2, updated_at = now() WHERE id = $1").bind(id).bind(video_id).execute(&self.pool).await?;
+        Ok(())
+    }
+
+    pub async fn delete(&self, id: Uuid) -> anyhow::Result<()> {
+        sqlx::query("DELETE FROM uploads WHERE id = $1").bind(id).execute(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Unfinished uploads past their expiry, oldest first.
+    pub async fn expired(&self, limit: i64) -> anyhow::Result<Vec<Uuid>> {
+        Ok(sqlx::query_scalar("SELECT id FROM uploads WHERE completed_at IS NULL AND expires_at < now() ORDER BY expires_at LIMIT $1")
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?)
+    }
+
+    /// Uploads whose bytes are all in but whose completion did not finish
+    /// (the process died between the last commit and the video), and final
+    /// uploads whose partials are all complete but were never assembled.
+    pub async fn stranded(&self, older_than: Duration, limit: i64) -> anyhow::Result<Vec<Uuid>> {
+        Ok(sqlx::query_scalar(
+            "SELECT id FROM uploads u WHERE failure IS NULL AND updated_at < now() - make_interval(secs => $1) AND ( \
+                (completed_at IS NULL AND concat <> 'final' AND length IS NOT NULL AND upload_offset = length) \
+             OR (completed_at IS NOT NULL AND concat <> 'partial' AND video_id IS NULL) \
+             OR (completed_at IS NULL AND concat = 'final' AND NOT EXISTS ( \
+                    SELECT 1 FROM upload_concat c JOIN uploads p ON p.id = c.partial_id \
+                    WHERE c.final_id = u.id AND p.completed_at IS NULL))) \
+             ORDER BY updated_at LIMIT $2",
+        )
+        .bind(older_than.as_secs_f64())
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// Takes the upload's lock, waiting at most `wait` for a writer to finish.
+    pub async fn lock(&self, id: Uuid, wait: Duration) -> Result<UploadLock, TusError> {
+        let mut tx = self.pool.begin().await.context("opening lock transaction")?;
+        sqlx::query(&format!("SET LOCAL lock_timeout = {}", wait.as_millis().max(1)))
+            .execute(&mut *tx)
+            .await
+            .context("setting lock_timeout")?;
+        match sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(lock_key(id)).execute(&mut *tx).await {
+            Ok(_) => Ok(UploadLock { tx: Some(tx) }),
+            Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("55P03") => Err(TusError::Locked),
+            Err(e) => Err(TusError::Internal(anyhow::Error::new(e).context("taking upload lock"))),
+        }
+    }
+}
+
+/// Held while a request changes an upload. Dropping it ends the transaction
+/// (sqlx rolls back when the connection returns to the pool); `release`
+/// does so at once.
+pub struct UploadLock {
+    tx: Option<Transaction<'static, Postgres>>,
+}
+
+impl UploadLock {
+    pub async fn release(mut self) {
+        if let Some(tx) = self.tx.take() {
+            if let Err(e) = tx.rollback().await {
+                tracing::warn!(error = %e, "releasing upload lock; the connection will drop it");
+            }
+        }
+    }
+}
+
+/// Advisory locks take one bigint; both halves of the id are folded in so
+/// two uploads created in the same millisecond (UUIDv7) rarely share a key —
+/// and if they do, the cost is one request waiting, never a wrong write.
+fn lock_key(id: Uuid) -> i64 {
+    let (hi, lo) = id.as_u64_pair();
+    (hi ^ lo) as i64
+}

@@ -1,0 +1,90 @@
+//! The background sweeper every replica runs: it reclaims expired uploads
+//! (aborting their S3 multipart uploads and deleting tails and unassembled
+//! partials) and resumes completions a crash cut short. It only ever
+//! try-locks, so it never waits on, or races with, a live request.
+
+use std::time::Duration;
+
+use uuid::Uuid;
+
+use crate::error::TusError;
+use crate::handlers::AppState;
+use crate::store::Kind;
+
+/// How many uploads one round handles of each kind, so a backlog is worked
+/// off over several rounds instead of one long one.
+const BATCH: i64 = 100;
+/// Completions younger than this may still be running in a request.
+const GRACE: Duration = Duration::from_secs(5);
+
+#[derive(Debug, Default, PartialEq)]
+pub struct Swept {
+    pub expired: usize,
+    pub resumed: usize,
+}
+
+pub async fn run(st: AppState, every: Duration) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        match sweep(&st).await {
+            Ok(s) if s != Swept::default() => tracing::info!(expired = s.expired, resumed = s.resumed, "sweeper round"),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = format!("{e:#}"), "sweeper round failed; retrying next round"),
+        }
+    }
+}
+
+pub async fn sweep(st: &AppState) -> anyhow::Result<Swept> {
+    let mut swept = Swept::default();
+    for id in st.store.expired(BATCH).await? {
+        if reclaim(st, id).await? {
+            swept.expired += 1;
+            st.metrics.uploads.with_label_values(&["expired"]).inc();
+        }
+    }
+    for id in st.store.stranded(GRACE, BATCH).await? {
+        match resume(st, id).await {
+            Ok(true) => swept.resumed += 1,
+            Ok(false) => {}
+            Err(e) => tracing::warn!(upload_id = %id, error = ?e, "could not resume completion"),
+        }
+    }
+    Ok(swept)
+}
+
+async fn reclaim(st: &AppState, id: Uuid) -> anyhow::Result<bool> {
+    let lock = match st.store.lock(id, Duration::ZERO).await {
+        Ok(l) => l,
+        Err(TusError::Locked) => return Ok(false),
+        Err(e) => return Err(anyhow::anyhow!("{e:?}")),
+    };
+    let res = match st.store.get(id).await? {
+        Some(up) => st.store.terminate(&lock, &up).await.map(|()| true),
+        None => Ok(false),
+    };
+    lock.release().await;
+    if matches!(res, Ok(true)) {
+        tracing::info!(upload_id = %id, "expired upload reclaimed");
+    }
+    res
+}
+
+async fn resume(st: &AppState, id: Uuid) -> Result<bool, TusError> {
+    let lock = match st.store.lock(id, Duration::ZERO).await {
+        Ok(l) => l,
+        Err(TusError::Locked) => return Ok(false),
+        Err(e) => return Err(e),
+    };
+    let res = match st.store.get(id).await? {
+        Some(up) if matches!(up.kind, Kind::Final(_)) => st.finisher.assemble_locked(&lock, id).await.map(|v| v.is_some()),
+        Some(up) if up.is_full() || (up.completed && up.video_id.is_none()) => st.finisher.finish(&lock, &up).await.map(|_| true),
+        _ => Ok(false),
+    };
+    lock.release().await;
+    if matches!(res, Ok(true)) {
+        tracing::info!(upload_id = %id, "completion resumed after an interruption");
+    }
+    res
+}
