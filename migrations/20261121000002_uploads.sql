@@ -28,7 +28,7 @@ CREATE TABLE uploads (
     CHECK (length IS NULL OR parts_bytes + tail_bytes <= length)
 );
 
-CREATE INDEX uploads_open_by_expiry ON uploads (expires_at) WHERE completed_at IS NULL;
+CREATE INDEX uploads_by_expiry ON uploads (expires_at);
 
 CREATE TABLE upload_parts (
     upload_id   uuid NOT NULL REFERENCES uploads (id) ON DELETE CASCADE,

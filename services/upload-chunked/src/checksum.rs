@@ -82,7 +82,9 @@ impl ChunkHasher {
 }
 
 /// FIPS 180-4 §5.3.3: the initial SHA-256 hash value.
-const H0: [u32; 8] = [0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19];
+const H0: [u32; 8] = [
+    0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19,
+];
 
 /// SHA-256 whose state can be saved to bytes and restored.
 #[derive(Debug, Clone, PartialEq)]
@@ -94,7 +96,11 @@ pub struct ResumableSha256 {
 
 impl Default for ResumableSha256 {
     fn default() -> Self {
-        Self { state: H0, len: 0, pending: Vec::with_capacity(64) }
+        Self {
+            state: H0,
+            len: 0,
+            pending: Vec::with_capacity(64),
+        }
     }
 }
 
@@ -113,7 +119,10 @@ impl ResumableSha256 {
             self.pending.clear();
         }
         let whole = data.len() / 64 * 64;
-        let blocks: Vec<_> = data[..whole].chunks_exact(64).map(GenericArray::clone_from_slice).collect();
+        let blocks: Vec<_> = data[..whole]
+            .chunks_exact(64)
+            .map(GenericArray::clone_from_slice)
+            .collect();
         sha2::compress256(&mut self.state, &blocks);
         self.pending.extend_from_slice(&data[whole..]);
     }
@@ -136,7 +145,10 @@ impl ResumableSha256 {
             tail.push(0);
         }
         tail.extend_from_slice(&bit_len.to_be_bytes());
-        let blocks: Vec<_> = tail.chunks_exact(64).map(GenericArray::clone_from_slice).collect();
+        let blocks: Vec<_> = tail
+            .chunks_exact(64)
+            .map(GenericArray::clone_from_slice)
+            .collect();
         sha2::compress256(&mut h.state, &blocks);
         h.state.iter().map(|w| format!("{w:08x}")).collect()
     }
@@ -153,15 +165,26 @@ impl ResumableSha256 {
     }
 
     pub fn from_bytes(b: &[u8]) -> anyhow::Result<Self> {
-        anyhow::ensure!(b.len() >= 40 && b.len() < 104, "saved SHA-256 state has {} bytes", b.len());
+        anyhow::ensure!(
+            b.len() >= 40 && b.len() < 104,
+            "saved SHA-256 state has {} bytes",
+            b.len()
+        );
         let mut state = [0u32; 8];
         for (i, w) in state.iter_mut().enumerate() {
             *w = u32::from_be_bytes(b[i * 4..i * 4 + 4].try_into().expect("4 bytes"));
         }
         let len = u64::from_be_bytes(b[32..40].try_into().expect("8 bytes"));
         let pending = b[40..].to_vec();
-        anyhow::ensure!(pending.len() as u64 == len % 64, "saved SHA-256 state is inconsistent");
-        Ok(Self { state, len, pending })
+        anyhow::ensure!(
+            pending.len() as u64 == len % 64,
+            "saved SHA-256 state is inconsistent"
+        );
+        Ok(Self {
+            state,
+            len,
+            pending,
+        })
     }
 }
 
@@ -172,7 +195,9 @@ mod tests {
 
     #[test]
     fn resumable_sha256_matches_sha2_across_any_split_and_a_save_restore() {
-        let data: Vec<u8> = (0..10_000u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
+        let data: Vec<u8> = (0..10_000u32)
+            .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+            .collect();
         let want = hex::encode(Sha256::digest(&data));
         for split in [0, 1, 63, 64, 65, 127, 128, 5000, 9999, 10_000] {
             let mut h = ResumableSha256::default();
@@ -184,7 +209,10 @@ mod tests {
             assert_eq!(h.hex(), want, "split at {split}");
             assert_eq!(h.len(), data.len() as u64);
         }
-        assert_eq!(ResumableSha256::default().hex(), hex::encode(Sha256::digest(b"")));
+        assert_eq!(
+            ResumableSha256::default().hex(),
+            hex::encode(Sha256::digest(b""))
+        );
     }
 
     #[test]
@@ -204,9 +232,15 @@ mod tests {
             h.update(b"abc");
             hex::encode(h.finish())
         };
-        assert_eq!(digest(Algorithm::Sha1), "a9993e364706816aba3e25717850c26c9cd0d89d");
+        assert_eq!(
+            digest(Algorithm::Sha1),
+            "a9993e364706816aba3e25717850c26c9cd0d89d"
+        );
         assert_eq!(digest(Algorithm::Md5), "900150983cd24fb0d6963f7d28e17f72");
         assert_eq!(digest(Algorithm::Crc32), "352441c2");
-        assert_eq!(digest(Algorithm::Sha256), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+        assert_eq!(
+            digest(Algorithm::Sha256),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
     }
 }

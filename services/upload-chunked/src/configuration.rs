@@ -51,7 +51,10 @@ impl TusSettings {
             cors_origins: env.optional("CORS_ALLOWED_ORIGINS", "*", "origins browsers may upload from: * or a comma-separated list"),
         };
         if s.part_bytes.0 < shared::storage::MIN_PART_BYTES {
-            env.invalid(format!("TUS_PART_BYTES={} is below S3's 5MiB minimum part size", s.part_bytes.0));
+            env.invalid(format!(
+                "TUS_PART_BYTES={} is below S3's 5MiB minimum part size",
+                s.part_bytes.0
+            ));
         }
         s
     }

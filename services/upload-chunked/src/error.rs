@@ -72,7 +72,9 @@ pub const CHECKSUM_MISMATCH: u16 = 460;
 impl TusError {
     pub fn to_problem(&self) -> Problem {
         use StatusCode as S;
-        let p = |status: S, code: &str, title: &str, detail: String| Problem::new(status, code, title, detail);
+        let p = |status: S, code: &str, title: &str, detail: String| {
+            Problem::new(status, code, title, detail)
+        };
         match self {
             Self::UnsupportedVersion(v) => p(
                 S::PRECONDITION_FAILED,
@@ -159,7 +161,8 @@ impl IntoResponse for TusError {
         let tells_version = matches!(self, Self::UnsupportedVersion(_));
         let mut res = self.to_problem().into_response();
         if tells_version {
-            res.headers_mut().insert(names::TUS_VERSION, HeaderValue::from_static(TUS_VERSION));
+            res.headers_mut()
+                .insert(names::TUS_VERSION, HeaderValue::from_static(TUS_VERSION));
         }
         res
     }

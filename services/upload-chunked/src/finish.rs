@@ -15,10 +15,10 @@ use shared::storage::Stored;
 use shared::videos::{register_and_enqueue, NewVideo, Videos};
 use uuid::Uuid;
 
+use crate::checksum::Algorithm;
 use crate::error::TusError;
 use crate::progress::{ProgressBoard, UploadProgress};
 use crate::protocol::{Checksum, Metadata};
-use crate::checksum::Algorithm;
 use crate::store::{DataStore, Kind, Upload, UploadLock};
 
 /// How long an assembly waits for a final upload's lock: another partial's
@@ -55,21 +55,37 @@ impl VideoFields {
     /// Checked at creation, so a bad value is refused before any byte is stored.
     pub fn from_metadata(m: &Metadata) -> Result<Self, TusError> {
         let bad = |why: String| TusError::BadHeader("upload-metadata".into(), why);
-        let title = m.text("title").or_else(|| m.text("filename")).or_else(|| m.text("name")).map(|t| t.trim().to_owned());
+        let title = m
+            .text("title")
+            .or_else(|| m.text("filename"))
+            .or_else(|| m.text("name"))
+            .map(|t| t.trim().to_owned());
         if let Some(t) = &title {
             if t.chars().count() > Self::MAX_TITLE_CHARS || t.chars().any(char::is_control) {
-                return Err(bad(format!("title must be at most {} characters with no control characters", Self::MAX_TITLE_CHARS)));
+                return Err(bad(format!(
+                    "title must be at most {} characters with no control characters",
+                    Self::MAX_TITLE_CHARS
+                )));
             }
         }
-        let content_type = m.text("filetype").or_else(|| m.text("type")).unwrap_or_else(|| "application/octet-stream".into());
-        let essence = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+        let content_type = m
+            .text("filetype")
+            .or_else(|| m.text("type"))
+            .unwrap_or_else(|| "application/octet-stream".into());
+        let essence = content_type
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
         if !(essence.starts_with("video/") || essence == "application/octet-stream") {
             return Err(TusError::NotVideo(content_type));
         }
         let sha256 = match m.text("checksum") {
             None => None,
             Some(raw) => {
-                let c = Checksum::parse(&raw).map_err(|_| bad("checksum must be \"sha256 <base64 digest>\"".into()))?;
+                let c = Checksum::parse(&raw)
+                    .map_err(|_| bad("checksum must be \"sha256 <base64 digest>\"".into()))?;
                 if c.algorithm != Algorithm::Sha256 {
                     return Err(bad("the whole-file checksum must be sha256".into()));
                 }
@@ -88,9 +104,16 @@ impl VideoFields {
 impl Finisher {
     /// Called with the upload's lock held, once its offset reached its length.
     /// Returns the video it became (None for a partial upload).
-    pub async fn finish(&self, lock: &UploadLock, upload: &Upload) -> Result<Option<Uuid>, TusError> {
+    pub async fn finish(
+        &self,
+        lock: &UploadLock,
+        upload: &Upload,
+    ) -> Result<Option<Uuid>, TusError> {
         let fields = VideoFields::from_metadata(&Metadata::parse(&upload.metadata)?)?;
-        let stored = self.store.complete(lock, upload, fields.sha256.as_deref()).await?;
+        let stored = self
+            .store
+            .complete(lock, upload, fields.sha256.as_deref())
+            .await?;
         if upload.kind == Kind::Partial {
             self.publish_done(upload, stored.size, None).await;
             for final_id in self.store.finals_waiting_on(upload.id).await? {
@@ -112,12 +135,20 @@ impl Finisher {
     }
 
     /// The lock is the caller's: creation assembles under the lock it already holds.
-    pub async fn assemble_locked(&self, lock: &UploadLock, final_id: Uuid) -> Result<Option<Uuid>, TusError> {
-        let Some(fin) = self.store.get(final_id).await? else { return Ok(None) };
+    pub async fn assemble_locked(
+        &self,
+        lock: &UploadLock,
+        final_id: Uuid,
+    ) -> Result<Option<Uuid>, TusError> {
+        let Some(fin) = self.store.get(final_id).await? else {
+            return Ok(None);
+        };
         if fin.completed {
             return Ok(fin.video_id);
         }
-        let Kind::Final(ids) = &fin.kind else { return Ok(None) };
+        let Kind::Final(ids) = &fin.kind else {
+            return Ok(None);
+        };
         let mut partials = Vec::with_capacity(ids.len());
         for id in ids {
             match self.store.get(*id).await? {
@@ -126,16 +157,30 @@ impl Finisher {
             }
         }
         let fields = VideoFields::from_metadata(&Metadata::parse(&fin.metadata)?)?;
-        let stored = self.store.assemble(lock, &fin, &partials, fields.sha256.as_deref()).await?;
+        let stored = self
+            .store
+            .assemble(lock, &fin, &partials, fields.sha256.as_deref())
+            .await?;
         self.register(&fin, stored, fields).await.map(Some)
     }
 
-    async fn register(&self, upload: &Upload, stored: Stored, fields: VideoFields) -> Result<Uuid, TusError> {
+    async fn register(
+        &self,
+        upload: &Upload,
+        stored: Stored,
+        fields: VideoFields,
+    ) -> Result<Uuid, TusError> {
         // The video takes the upload's id: one id to follow from upload to playback.
         let id = upload.id;
         let size = stored.size;
         if self.videos.get(id).await?.is_none() {
-            let new = NewVideo { id, title: fields.title, description: fields.description, content_type: fields.content_type, stored };
+            let new = NewVideo {
+                id,
+                title: fields.title,
+                description: fields.description,
+                content_type: fields.content_type,
+                stored,
+            };
             let registered = register_and_enqueue(&self.videos, &self.publisher, new).await?;
             tracing::info!(video_id = %id, size, enqueued = registered.enqueued, trace_id = shared::telemetry::current_trace_id(), "tus upload became a video");
         }
@@ -145,7 +190,13 @@ impl Finisher {
     }
 
     async fn publish_done(&self, upload: &Upload, length: u64, video: Option<Uuid>) {
-        let p = UploadProgress { offset: length, length: Some(length), bytes_per_second: 0, complete: true, video: video.map(video_path) };
+        let p = UploadProgress {
+            offset: length,
+            length: Some(length),
+            bytes_per_second: 0,
+            complete: true,
+            video: video.map(video_path),
+        };
         self.board.publish(upload.id, &p).await;
     }
 }

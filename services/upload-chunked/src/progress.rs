@@ -51,7 +51,13 @@ impl ProgressBoard {
         let started = Instant::now();
         Arc::new(move |offset, received| {
             let secs = started.elapsed().as_secs_f64().max(0.001);
-            let p = UploadProgress { offset, length, bytes_per_second: (received as f64 / secs) as u64, complete: false, video: None };
+            let p = UploadProgress {
+                offset,
+                length,
+                bytes_per_second: (received as f64 / secs) as u64,
+                complete: false,
+                video: None,
+            };
             let board = board.clone();
             tokio::spawn(async move { board.publish(id, &p).await });
         })

@@ -11,7 +11,8 @@ use crate::checksum::Algorithm;
 use crate::error::TusError;
 
 pub const TUS_VERSION: &str = "1.0.0";
-pub const EXTENSIONS: &str = "creation,creation-with-upload,creation-defer-length,expiration,checksum,checksum-trailer,\
+pub const EXTENSIONS: &str =
+    "creation,creation-with-upload,creation-defer-length,expiration,checksum,checksum-trailer,\
 termination,concatenation,concatenation-unfinished";
 pub const OFFSET_OCTET_STREAM: &str = "application/offset+octet-stream";
 /// Where uploads live; Location and Upload-Concat URLs are under it.
@@ -23,7 +24,8 @@ pub mod names {
     pub const TUS_VERSION: HeaderName = HeaderName::from_static("tus-version");
     pub const TUS_EXTENSION: HeaderName = HeaderName::from_static("tus-extension");
     pub const TUS_MAX_SIZE: HeaderName = HeaderName::from_static("tus-max-size");
-    pub const TUS_CHECKSUM_ALGORITHM: HeaderName = HeaderName::from_static("tus-checksum-algorithm");
+    pub const TUS_CHECKSUM_ALGORITHM: HeaderName =
+        HeaderName::from_static("tus-checksum-algorithm");
     pub const UPLOAD_OFFSET: HeaderName = HeaderName::from_static("upload-offset");
     pub const UPLOAD_LENGTH: HeaderName = HeaderName::from_static("upload-length");
     pub const UPLOAD_DEFER_LENGTH: HeaderName = HeaderName::from_static("upload-defer-length");
@@ -55,7 +57,10 @@ pub const ALL_HEADERS: [HeaderName; 13] = [
 fn text<'a>(headers: &'a HeaderMap, name: &HeaderName) -> Result<Option<&'a str>, TusError> {
     match headers.get(name) {
         None => Ok(None),
-        Some(v) => v.to_str().map(|s| Some(s.trim())).map_err(|_| TusError::BadHeader(name.to_string(), "is not ASCII text".into())),
+        Some(v) => v
+            .to_str()
+            .map(|s| Some(s.trim()))
+            .map_err(|_| TusError::BadHeader(name.to_string(), "is not ASCII text".into())),
     }
 }
 
@@ -63,15 +68,22 @@ fn text<'a>(headers: &'a HeaderMap, name: &HeaderName) -> Result<Option<&'a str>
 pub fn check_resumable(headers: &HeaderMap) -> Result<(), TusError> {
     match text(headers, &names::TUS_RESUMABLE)? {
         Some(TUS_VERSION) => Ok(()),
-        other => Err(TusError::UnsupportedVersion(other.unwrap_or("(none)").to_owned())),
+        other => Err(TusError::UnsupportedVersion(
+            other.unwrap_or("(none)").to_owned(),
+        )),
     }
 }
 
 /// A non-negative byte count: digits only, as the spec's "non-negative integer".
 fn byte_count(headers: &HeaderMap, name: &HeaderName) -> Result<Option<u64>, TusError> {
-    let Some(raw) = text(headers, name)? else { return Ok(None) };
+    let Some(raw) = text(headers, name)? else {
+        return Ok(None);
+    };
     if raw.is_empty() || !raw.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(TusError::BadHeader(name.to_string(), format!("must be a non-negative integer, got {raw:?}")));
+        return Err(TusError::BadHeader(
+            name.to_string(),
+            format!("must be a non-negative integer, got {raw:?}"),
+        ));
     }
     raw.parse::<u64>()
         .ok()
@@ -89,7 +101,12 @@ pub fn upload_length(headers: &HeaderMap) -> Result<Option<u64>, TusError> {
 }
 
 pub fn content_length(headers: &HeaderMap) -> Option<u64> {
-    headers.get(axum::http::header::CONTENT_LENGTH)?.to_str().ok()?.parse().ok()
+    headers
+        .get(axum::http::header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()
 }
 
 /// `Upload-Defer-Length: 1` is the only legal value.
@@ -97,7 +114,10 @@ pub fn defer_length(headers: &HeaderMap) -> Result<bool, TusError> {
     match text(headers, &names::UPLOAD_DEFER_LENGTH)? {
         None => Ok(false),
         Some("1") => Ok(true),
-        Some(v) => Err(TusError::BadHeader("upload-defer-length".into(), format!("must be 1, got {v:?}"))),
+        Some(v) => Err(TusError::BadHeader(
+            "upload-defer-length".into(),
+            format!("must be 1, got {v:?}"),
+        )),
     }
 }
 
@@ -127,7 +147,9 @@ impl Metadata {
             let mut it = item.splitn(2, ' ');
             let key = it.next().unwrap_or_default();
             if key.is_empty() || !key.bytes().all(|b| b.is_ascii_graphic() && b != b',') {
-                return Err(bad(format!("key {key:?} must be printable ASCII without spaces or commas")));
+                return Err(bad(format!(
+                    "key {key:?} must be printable ASCII without spaces or commas"
+                )));
             }
             if pairs.iter().any(|(k, _)| k == key) {
                 return Err(bad(format!("key {key:?} appears twice")));
@@ -142,17 +164,25 @@ impl Metadata {
             };
             pairs.push((key.to_owned(), value));
         }
-        Ok(Self { raw: raw.trim().to_owned(), pairs })
+        Ok(Self {
+            raw: raw.trim().to_owned(),
+            pairs,
+        })
     }
 
     pub fn from_headers(headers: &HeaderMap) -> Result<Self, TusError> {
-        Ok(text(headers, &names::UPLOAD_METADATA)?.map(Self::parse).transpose()?.unwrap_or_default())
+        Ok(text(headers, &names::UPLOAD_METADATA)?
+            .map(Self::parse)
+            .transpose()?
+            .unwrap_or_default())
     }
 
     /// A value as UTF-8 text, or None when absent, empty or not text.
     pub fn text(&self, key: &str) -> Option<String> {
         let bytes = self.pairs.iter().find(|(k, _)| k == key)?.1.as_ref()?;
-        String::from_utf8(bytes.clone()).ok().filter(|s| !s.trim().is_empty())
+        String::from_utf8(bytes.clone())
+            .ok()
+            .filter(|s| !s.trim().is_empty())
     }
 }
 
@@ -166,17 +196,29 @@ pub enum Concat {
 
 impl Concat {
     pub fn from_headers(headers: &HeaderMap) -> Result<Self, TusError> {
-        let Some(raw) = text(headers, &names::UPLOAD_CONCAT)? else { return Ok(Concat::None) };
+        let Some(raw) = text(headers, &names::UPLOAD_CONCAT)? else {
+            return Ok(Concat::None);
+        };
         let bad = |why: String| TusError::BadHeader("upload-concat".into(), why);
         if raw == "partial" {
             return Ok(Concat::Partial);
         }
         let Some(list) = raw.strip_prefix("final;") else {
-            return Err(bad(format!("must be \"partial\" or \"final;<url> <url>…\", got {raw:?}")));
+            return Err(bad(format!(
+                "must be \"partial\" or \"final;<url> <url>…\", got {raw:?}"
+            )));
         };
-        let ids = list.split_whitespace().map(|url| upload_id_in_url(url).ok_or_else(|| bad(format!("{url:?} is not an upload URL of this server")))).collect::<Result<Vec<_>, _>>()?;
+        let ids = list
+            .split_whitespace()
+            .map(|url| {
+                upload_id_in_url(url)
+                    .ok_or_else(|| bad(format!("{url:?} is not an upload URL of this server")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         if ids.is_empty() {
-            return Err(bad("a final upload needs at least one partial upload".into()));
+            return Err(bad(
+                "a final upload needs at least one partial upload".into()
+            ));
         }
         Ok(Concat::Final(ids))
     }
@@ -214,11 +256,21 @@ pub struct Checksum {
 impl Checksum {
     pub fn parse(raw: &str) -> Result<Self, TusError> {
         let bad = |why: String| TusError::BadHeader("upload-checksum".into(), why);
-        let (name, value) = raw.trim().split_once(' ').ok_or_else(|| bad("must be \"<algorithm> <base64 digest>\"".into()))?;
-        let algorithm = Algorithm::from_name(name).ok_or_else(|| TusError::UnsupportedChecksum(name.to_owned()))?;
-        let digest = base64::engine::general_purpose::STANDARD.decode(value.trim()).map_err(|_| bad("the digest is not base64".into()))?;
+        let (name, value) = raw
+            .trim()
+            .split_once(' ')
+            .ok_or_else(|| bad("must be \"<algorithm> <base64 digest>\"".into()))?;
+        let algorithm = Algorithm::from_name(name)
+            .ok_or_else(|| TusError::UnsupportedChecksum(name.to_owned()))?;
+        let digest = base64::engine::general_purpose::STANDARD
+            .decode(value.trim())
+            .map_err(|_| bad("the digest is not base64".into()))?;
         if digest.len() != algorithm.digest_len() {
-            return Err(bad(format!("a {name} digest is {} bytes, got {}", algorithm.digest_len(), digest.len())));
+            return Err(bad(format!(
+                "a {name} digest is {} bytes, got {}",
+                algorithm.digest_len(),
+                digest.len()
+            )));
         }
         Ok(Self { algorithm, digest })
     }
@@ -243,7 +295,11 @@ impl ChecksumPlan {
             .filter_map(|v| v.to_str().ok())
             .flat_map(|v| v.split(','))
             .any(|n| n.trim().eq_ignore_ascii_case("upload-checksum"));
-        Ok(if announced { ChecksumPlan::Trailer } else { ChecksumPlan::None })
+        Ok(if announced {
+            ChecksumPlan::Trailer
+        } else {
+            ChecksumPlan::None
+        })
     }
 }
 
@@ -255,31 +311,56 @@ mod tests {
     fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
         let mut h = HeaderMap::new();
         for (k, v) in pairs {
-            h.insert(HeaderName::from_static(k), HeaderValue::from_str(v).unwrap());
+            h.insert(
+                HeaderName::from_static(k),
+                HeaderValue::from_str(v).unwrap(),
+            );
         }
         h
     }
 
     #[test]
     fn byte_counts_must_be_plain_non_negative_integers() {
-        assert_eq!(upload_offset(&headers(&[("upload-offset", "42")])).unwrap(), 42);
+        assert_eq!(
+            upload_offset(&headers(&[("upload-offset", "42")])).unwrap(),
+            42
+        );
         for bad in ["-1", "1.5", "abc", "", "+3", "99999999999999999999"] {
-            assert!(matches!(upload_offset(&headers(&[("upload-offset", bad)])), Err(TusError::BadHeader(..))), "{bad}");
+            assert!(
+                matches!(
+                    upload_offset(&headers(&[("upload-offset", bad)])),
+                    Err(TusError::BadHeader(..))
+                ),
+                "{bad}"
+            );
         }
-        assert!(matches!(upload_offset(&HeaderMap::new()), Err(TusError::MissingHeader(_))));
+        assert!(matches!(
+            upload_offset(&HeaderMap::new()),
+            Err(TusError::MissingHeader(_))
+        ));
     }
 
     #[test]
     fn version_other_than_1_0_0_is_refused() {
         assert!(check_resumable(&headers(&[("tus-resumable", "1.0.0")])).is_ok());
-        assert!(matches!(check_resumable(&headers(&[("tus-resumable", "0.2.2")])), Err(TusError::UnsupportedVersion(_))));
-        assert!(matches!(check_resumable(&HeaderMap::new()), Err(TusError::UnsupportedVersion(_))));
+        assert!(matches!(
+            check_resumable(&headers(&[("tus-resumable", "0.2.2")])),
+            Err(TusError::UnsupportedVersion(_))
+        ));
+        assert!(matches!(
+            check_resumable(&HeaderMap::new()),
+            Err(TusError::UnsupportedVersion(_))
+        ));
     }
 
     #[test]
     fn metadata_decodes_base64_values_and_rejects_garbage() {
-        let m = Metadata::parse("filename d29ybGRfZG9taW5hdGlvbl9wbGFuLnBkZg==,is_confidential").unwrap();
-        assert_eq!(m.text("filename").as_deref(), Some("world_domination_plan.pdf"));
+        let m = Metadata::parse("filename d29ybGRfZG9taW5hdGlvbl9wbGFuLnBkZg==,is_confidential")
+            .unwrap();
+        assert_eq!(
+            m.text("filename").as_deref(),
+            Some("world_domination_plan.pdf")
+        );
         assert_eq!(m.pairs[1], ("is_confidential".to_owned(), None));
         assert!(Metadata::parse("filename not*base64").is_err());
         assert!(Metadata::parse("a YQ==,a YQ==").is_err());
@@ -289,10 +370,18 @@ mod tests {
     fn concat_final_accepts_relative_and_absolute_urls() {
         let a = Uuid::now_v7();
         let b = Uuid::now_v7();
-        let h = headers(&[("upload-concat", &format!("final;/api/v1/uploads/{a} https://cdn.example/api/v1/uploads/{b}"))]);
+        let h = headers(&[(
+            "upload-concat",
+            &format!("final;/api/v1/uploads/{a} https://cdn.example/api/v1/uploads/{b}"),
+        )]);
         assert_eq!(Concat::from_headers(&h).unwrap(), Concat::Final(vec![a, b]));
-        assert_eq!(Concat::from_headers(&headers(&[("upload-concat", "partial")])).unwrap(), Concat::Partial);
-        assert!(Concat::from_headers(&headers(&[("upload-concat", "final;/elsewhere/x")])).is_err());
+        assert_eq!(
+            Concat::from_headers(&headers(&[("upload-concat", "partial")])).unwrap(),
+            Concat::Partial
+        );
+        assert!(
+            Concat::from_headers(&headers(&[("upload-concat", "final;/elsewhere/x")])).is_err()
+        );
         assert!(Concat::from_headers(&headers(&[("upload-concat", "final;")])).is_err());
         assert!(Concat::from_headers(&headers(&[("upload-concat", "whole")])).is_err());
     }
@@ -301,10 +390,22 @@ mod tests {
     fn checksum_header_names_a_known_algorithm_and_a_digest_of_its_size() {
         let c = Checksum::parse("sha1 Kq5sNclPz7QV2+lfQIuc6R7oRu0=").unwrap();
         assert_eq!(c.algorithm, Algorithm::Sha1);
-        assert!(matches!(Checksum::parse("blake3 AAAA"), Err(TusError::UnsupportedChecksum(_))));
-        assert!(matches!(Checksum::parse("sha1 AAAA"), Err(TusError::BadHeader(..))));
-        assert!(matches!(Checksum::parse("sha1"), Err(TusError::BadHeader(..))));
+        assert!(matches!(
+            Checksum::parse("blake3 AAAA"),
+            Err(TusError::UnsupportedChecksum(_))
+        ));
+        assert!(matches!(
+            Checksum::parse("sha1 AAAA"),
+            Err(TusError::BadHeader(..))
+        ));
+        assert!(matches!(
+            Checksum::parse("sha1"),
+            Err(TusError::BadHeader(..))
+        ));
         let trailer = headers(&[("trailer", "Upload-Checksum")]);
-        assert_eq!(ChecksumPlan::from_headers(&trailer).unwrap(), ChecksumPlan::Trailer);
+        assert_eq!(
+            ChecksumPlan::from_headers(&trailer).unwrap(),
+            ChecksumPlan::Trailer
+        );
     }
 }

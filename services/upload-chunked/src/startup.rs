@@ -20,17 +20,43 @@ use crate::store::s3::S3Store;
 pub async fn build(settings: Settings) -> anyhow::Result<Server> {
     let backends = settings.backends.connect().await?;
     let metrics = Metrics::new("upload-chunked");
-    let store = Arc::new(S3Store::new(backends.storage.clone(), backends.pool.clone(), settings.tus.clone()));
+    let store = Arc::new(S3Store::new(
+        backends.storage.clone(),
+        backends.pool.clone(),
+        settings.tus.clone(),
+    ));
     let board = ProgressBoard::new(backends.cache.clone());
     let videos = Videos::new(backends.pool.clone());
-    let finisher = Finisher { store: store.clone(), videos: videos.clone(), publisher: backends.publisher.clone(), board: board.clone() };
-    let state = AppState { store, finisher, board, tus: settings.tus.clone(), metrics: TusMetrics::new(&metrics) };
+    let finisher = Finisher {
+        store: store.clone(),
+        videos: videos.clone(),
+        publisher: backends.publisher.clone(),
+        board: board.clone(),
+    };
+    let state = AppState {
+        store,
+        finisher,
+        board,
+        tus: settings.tus.clone(),
+        metrics: TusMetrics::new(&metrics),
+    };
 
-    let router = handlers::router(state.clone()).layer(cors(&settings.tus)?);
+    let router = handlers::router(state.clone(), cors(&settings.tus)?);
     let app = with_operational_routes(router, backends.readiness(), metrics);
     let sweeper = tokio::spawn(crate::sweeper::run(state, settings.tus.sweep_every.0));
-    let republisher = tokio::spawn(shared::videos::republish_stranded(videos, backends.publisher.clone(), settings.tus.republish_every.0, 50));
-    Ok(Server::new(settings.http.bind().await?, app, settings.http.shutdown_grace.0).with_task(sweeper).with_task(republisher))
+    let republisher = tokio::spawn(shared::videos::republish_stranded(
+        videos,
+        backends.publisher.clone(),
+        settings.tus.republish_every.0,
+        50,
+    ));
+    Ok(Server::new(
+        settings.http.bind().await?,
+        app,
+        settings.http.shutdown_grace.0,
+    )
+    .with_task(sweeper)
+    .with_task(republisher))
 }
 
 /// Browsers upload cross-origin: preflights are answered, and every tus
@@ -40,16 +66,32 @@ fn cors(tus: &TusSettings) -> anyhow::Result<CorsLayer> {
     let origins = if tus.cors_origins.trim() == "*" {
         AllowOrigin::any()
     } else {
-        let list = tus.cors_origins.split(',').map(|o| HeaderValue::from_str(o.trim())).collect::<Result<Vec<_>, _>>()?;
+        let list = tus
+            .cors_origins
+            .split(',')
+            .map(|o| HeaderValue::from_str(o.trim()))
+            .collect::<Result<Vec<_>, _>>()?;
         AllowOrigin::list(list)
     };
     let mut allowed: Vec<HeaderName> = ALL_HEADERS.to_vec();
-    allowed.extend([header::CONTENT_TYPE, header::AUTHORIZATION, HeaderName::from_static("x-requested-with"), HeaderName::from_static("traceparent")]);
+    allowed.extend([
+        header::CONTENT_TYPE,
+        header::AUTHORIZATION,
+        HeaderName::from_static("x-requested-with"),
+        HeaderName::from_static("traceparent"),
+    ]);
     let mut exposed: Vec<HeaderName> = ALL_HEADERS.to_vec();
     exposed.extend([header::LOCATION, names::LINK]);
     Ok(CorsLayer::new()
         .allow_origin(origins)
-        .allow_methods([Method::POST, Method::GET, Method::HEAD, Method::PATCH, Method::DELETE, Method::OPTIONS])
+        .allow_methods([
+            Method::POST,
+            Method::GET,
+            Method::HEAD,
+            Method::PATCH,
+            Method::DELETE,
+            Method::OPTIONS,
+        ])
         .allow_headers(allowed)
         .expose_headers(exposed)
         .max_age(std::time::Duration::from_secs(86400)))

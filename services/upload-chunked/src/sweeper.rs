@@ -29,9 +29,14 @@ pub async fn run(st: AppState, every: Duration) {
     loop {
         tick.tick().await;
         match sweep(&st).await {
-            Ok(s) if s != Swept::default() => tracing::info!(expired = s.expired, resumed = s.resumed, "sweeper round"),
+            Ok(s) if s != Swept::default() => {
+                tracing::info!(expired = s.expired, resumed = s.resumed, "sweeper round")
+            }
             Ok(_) => {}
-            Err(e) => tracing::warn!(error = format!("{e:#}"), "sweeper round failed; retrying next round"),
+            Err(e) => tracing::warn!(
+                error = format!("{e:#}"),
+                "sweeper round failed; retrying next round"
+            ),
         }
     }
 }
@@ -78,8 +83,14 @@ async fn resume(st: &AppState, id: Uuid) -> Result<bool, TusError> {
         Err(e) => return Err(e),
     };
     let res = match st.store.get(id).await? {
-        Some(up) if matches!(up.kind, Kind::Final(_)) => st.finisher.assemble_locked(&lock, id).await.map(|v| v.is_some()),
-        Some(up) if up.is_full() || (up.completed && up.video_id.is_none()) => st.finisher.finish(&lock, &up).await.map(|_| true),
+        Some(up) if matches!(up.kind, Kind::Final(_)) => st
+            .finisher
+            .assemble_locked(&lock, id)
+            .await
+            .map(|v| v.is_some()),
+        Some(up) if up.is_full() || (up.completed && up.video_id.is_none()) => {
+            st.finisher.finish(&lock, &up).await.map(|_| true)
+        }
         _ => Ok(false),
     };
     lock.release().await;

@@ -62,6 +62,48 @@ pub fn make_clip(dir: &Path, name: &str, secs: u32, width: u32, height: u32) -> 
     Ok(out)
 }
 
+/// A clip of at least `min_bytes`: uncompressed 640x360 video plus PCM audio
+/// in Matroska, so its size is known in advance and it costs no encoding
+/// time to make, while remaining real video every transcoder accepts.
+pub fn make_large_clip(dir: &Path, name: &str, min_bytes: u64) -> anyhow::Result<PathBuf> {
+    const FRAME_BYTES: u64 = 640 * 360 * 3 / 2;
+    let frames = min_bytes / FRAME_BYTES + 1;
+    let out = dir.join(name);
+    let status = Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi", "-i", "testsrc2=size=640x360:rate=25"])
+        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"])
+        .args(["-frames:v", &frames.to_string(), "-c:v", "rawvideo", "-pix_fmt", "yuv420p", "-c:a", "pcm_s16le", "-shortest"])
+        .arg(&out)
+        .status()?;
+    if !status.success() {
+        bail!("ffmpeg could not make the large test clip");
+    }
+    Ok(out)
+}
+
+/// SHA-256 of a local file, hex.
+pub fn sha256_file(path: &Path) -> anyhow::Result<String> {
+    use sha2::Digest;
+    let mut h = sha2::Sha256::new();
+    std::io::copy(&mut std::fs::File::open(path)?, &mut h)?;
+    Ok(hex::encode(h.finalize()))
+}
+
+/// SHA-256 of an object in the stack's bucket (read from the same S3_*
+/// variables the services use), streamed.
+pub async fn sha256_object(key: &str) -> anyhow::Result<String> {
+    use sha2::Digest;
+    let mut env = shared::configuration::Env::from_process();
+    let storage = shared::storage::S3Settings::from_env(&mut env).store();
+    let obj = storage.get(key).await?.with_context(|| format!("object {key} does not exist"))?;
+    let mut body = obj.body;
+    let mut h = sha2::Sha256::new();
+    while let Some(bytes) = body.try_next().await? {
+        h.update(&bytes);
+    }
+    Ok(hex::encode(h.finalize()))
+}
+
 /// Uploads a file as a raw streaming body.
 pub async fn upload_file(client: &reqwest::Client, base: &str, path: &Path, title: &str) -> anyhow::Result<reqwest::Response> {
     let file = tokio::fs::File::open(path).await?;

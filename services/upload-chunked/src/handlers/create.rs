@@ -23,7 +23,11 @@ pub async fn create(st: &AppState, headers: &HeaderMap, body: Body) -> Result<Re
     let metadata = Metadata::from_headers(headers)?;
     VideoFields::from_metadata(&metadata)?;
     let max = st.tus.max_size.0;
-    let length = match (&concat, protocol::upload_length(headers)?, protocol::defer_length(headers)?) {
+    let length = match (
+        &concat,
+        protocol::upload_length(headers)?,
+        protocol::defer_length(headers)?,
+    ) {
         (Concat::Final(_), Some(_), _) => return Err(TusError::FinalWithLength),
         (Concat::Final(_), None, _) => None,
         (_, Some(_), true) => return Err(TusError::LengthAndDefer),
@@ -57,7 +61,15 @@ pub async fn create(st: &AppState, headers: &HeaderMap, body: Body) -> Result<Re
     };
 
     let id = Uuid::now_v7();
-    let up = st.store.create(NewUpload { id, kind, length, metadata: metadata.raw }).await?;
+    let up = st
+        .store
+        .create(NewUpload {
+            id,
+            kind,
+            length,
+            metadata: metadata.raw,
+        })
+        .await?;
     st.metrics.uploads.with_label_values(&["created"]).inc();
     let up = if sends_bytes {
         write_at(st, id, 0, headers, body).await?.0
@@ -69,7 +81,10 @@ pub async fn create(st: &AppState, headers: &HeaderMap, body: Body) -> Result<Re
 
     let mut res = StatusCode::CREATED.into_response();
     let h = res.headers_mut();
-    h.insert(header::LOCATION, HeaderValue::from_str(&upload_path(id)).expect("ascii path"));
+    h.insert(
+        header::LOCATION,
+        HeaderValue::from_str(&upload_path(id)).expect("ascii path"),
+    );
     if sends_bytes {
         h.insert(names::UPLOAD_OFFSET, HeaderValue::from(up.offset));
     }
@@ -81,17 +96,26 @@ pub async fn create(st: &AppState, headers: &HeaderMap, body: Body) -> Result<Re
 async fn check_partials(st: &AppState, ids: &[Uuid]) -> Result<(), TusError> {
     let mut total = Some(0u64);
     for id in ids {
-        let p = st.store.get(*id).await?.ok_or_else(|| TusError::BadConcat(format!("partial upload {id} does not exist")))?;
+        let p =
+            st.store.get(*id).await?.ok_or_else(|| {
+                TusError::BadConcat(format!("partial upload {id} does not exist"))
+            })?;
         if p.kind != Kind::Partial {
-            return Err(TusError::BadConcat(format!("upload {id} was not created with Upload-Concat: partial")));
+            return Err(TusError::BadConcat(format!(
+                "upload {id} was not created with Upload-Concat: partial"
+            )));
         }
         if p.consumed || p.failure.is_some() || p.is_expired() {
-            return Err(TusError::BadConcat(format!("partial upload {id} is no longer available")));
+            return Err(TusError::BadConcat(format!(
+                "partial upload {id} is no longer available"
+            )));
         }
         total = total.zip(p.length).map(|(t, l)| t + l);
     }
     if total.is_some_and(|t| t > st.tus.max_size.0) {
-        return Err(TusError::TooLarge { max: st.tus.max_size.0 });
+        return Err(TusError::TooLarge {
+            max: st.tus.max_size.0,
+        });
     }
     Ok(())
 }

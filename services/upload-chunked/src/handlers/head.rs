@@ -35,7 +35,10 @@ pub async fn head(st: &AppState, id: Uuid) -> Result<Response, TusError> {
         None => {}
     }
     if !up.metadata.is_empty() {
-        h.insert(names::UPLOAD_METADATA, HeaderValue::from_str(&up.metadata).map_err(anyhow::Error::from)?);
+        h.insert(
+            names::UPLOAD_METADATA,
+            HeaderValue::from_str(&up.metadata).map_err(anyhow::Error::from)?,
+        );
     }
     match &up.kind {
         Kind::Single => {}
@@ -44,7 +47,11 @@ pub async fn head(st: &AppState, id: Uuid) -> Result<Response, TusError> {
         }
         Kind::Final(ids) => {
             let urls: Vec<String> = ids.iter().map(|id| upload_path(*id)).collect();
-            h.insert(names::UPLOAD_CONCAT, HeaderValue::from_str(&format!("final;{}", urls.join(" "))).map_err(anyhow::Error::from)?);
+            h.insert(
+                names::UPLOAD_CONCAT,
+                HeaderValue::from_str(&format!("final;{}", urls.join(" ")))
+                    .map_err(anyhow::Error::from)?,
+            );
         }
     }
     describe(&up, h);

@@ -21,12 +21,14 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use axum::extract::{Path, Request, State};
-use axum::http::{HeaderMap, HeaderValue, Method};
+use axum::http::{header, HeaderMap, HeaderValue, Method};
+use axum::middleware::{from_fn_with_state, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
 use axum::Router;
 use prometheus::{IntCounter, IntCounterVec, Opts};
 use shared::metrics::Metrics;
+use tower_http::cors::CorsLayer;
 use tower_http::set_header::SetResponseHeaderLayer;
 use uuid::Uuid;
 
@@ -56,8 +58,17 @@ pub struct TusMetrics {
 impl TusMetrics {
     pub fn new(m: &Metrics) -> Self {
         Self {
-            uploads: m.register(IntCounterVec::new(Opts::new("tus_uploads_total", "tus uploads by lifecycle event"), &["event"]).expect("valid metric")),
-            bytes: m.register(IntCounter::new("tus_bytes_received_total", "bytes committed to tus uploads").expect("valid metric")),
+            uploads: m.register(
+                IntCounterVec::new(
+                    Opts::new("tus_uploads_total", "tus uploads by lifecycle event"),
+                    &["event"],
+                )
+                .expect("valid metric"),
+            ),
+            bytes: m.register(
+                IntCounter::new("tus_bytes_received_total", "bytes committed to tus uploads")
+                    .expect("valid metric"),
+            ),
         }
     }
 }
@@ -71,21 +82,47 @@ enum Operation {
     Delete(Uuid),
 }
 
-pub fn router(state: AppState) -> Router {
+pub fn router(state: AppState, cors: CorsLayer) -> Router {
     Router::new()
         .route(BASE_PATH, any(collection))
         .route(&format!("{BASE_PATH}/"), any(collection))
         .route(&format!("{BASE_PATH}/{{id}}"), any(resource))
         .route(&format!("{BASE_PATH}/{{id}}/events"), get(events::events))
-        .layer(SetResponseHeaderLayer::overriding(names::TUS_RESUMABLE, HeaderValue::from_static(TUS_VERSION)))
+        .layer(cors)
+        .layer(from_fn_with_state(state.clone(), discovery))
+        .layer(SetResponseHeaderLayer::overriding(
+            names::TUS_RESUMABLE,
+            HeaderValue::from_static(TUS_VERSION),
+        ))
         .with_state(state)
 }
 
+/// tower-http's CORS layer answers every OPTIONS as a preflight, which
+/// would hide tus's own OPTIONS (Tus-Version, Tus-Extension…). This runs
+/// outside it and answers the OPTIONS that are not preflights — those
+/// without Access-Control-Request-Method — itself.
+async fn discovery(State(st): State<AppState>, req: Request, next: Next) -> Response {
+    let preflight = req.headers().contains_key(header::ACCESS_CONTROL_REQUEST_METHOD);
+    if req.method() == Method::OPTIONS && !preflight {
+        return options::options(&st);
+    }
+    next.run(req).await
+}
+
 fn effective_method(req: &Request) -> Result<Method, TusError> {
-    let over = req.headers().get(names::METHOD_OVERRIDE).and_then(|v| v.to_str().ok());
+    let over = req
+        .headers()
+        .get(names::METHOD_OVERRIDE)
+        .and_then(|v| v.to_str().ok());
     match over {
-        Some(m) if req.method() == Method::POST => Method::from_bytes(m.trim().to_ascii_uppercase().as_bytes())
-            .map_err(|_| TusError::BadHeader("x-http-method-override".into(), format!("{m:?} is not a method"))),
+        Some(m) if req.method() == Method::POST => {
+            Method::from_bytes(m.trim().to_ascii_uppercase().as_bytes()).map_err(|_| {
+                TusError::BadHeader(
+                    "x-http-method-override".into(),
+                    format!("{m:?} is not a method"),
+                )
+            })
+        }
         _ => Ok(req.method().clone()),
     }
 }
@@ -144,11 +181,17 @@ async fn run(st: AppState, op: Result<Operation, TusError>, req: Request) -> Res
 pub fn describe(upload: &Upload, headers: &mut HeaderMap) {
     if !upload.completed {
         let when = httpdate::fmt_http_date(SystemTime::from(upload.expires_at));
-        headers.insert(names::UPLOAD_EXPIRES, HeaderValue::from_str(&when).expect("http date is ascii"));
+        headers.insert(
+            names::UPLOAD_EXPIRES,
+            HeaderValue::from_str(&when).expect("http date is ascii"),
+        );
     }
     if let Some(video) = upload.video_id {
         let link = format!("<{}>; rel=\"video\"", video_path(video));
-        headers.insert(names::LINK, HeaderValue::from_str(&link).expect("ascii link"));
+        headers.insert(
+            names::LINK,
+            HeaderValue::from_str(&link).expect("ascii link"),
+        );
     }
 }
 

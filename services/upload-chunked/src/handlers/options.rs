@@ -14,6 +14,9 @@ pub fn options(st: &AppState) -> Response {
     h.insert(names::TUS_VERSION, HeaderValue::from_static(TUS_VERSION));
     h.insert(names::TUS_EXTENSION, HeaderValue::from_static(EXTENSIONS));
     h.insert(names::TUS_MAX_SIZE, HeaderValue::from(st.tus.max_size.0));
-    h.insert(names::TUS_CHECKSUM_ALGORITHM, HeaderValue::from_static(Algorithm::ADVERTISED));
+    h.insert(
+        names::TUS_CHECKSUM_ALGORITHM,
+        HeaderValue::from_static(Algorithm::ADVERTISED),
+    );
     res
 }

@@ -18,14 +18,20 @@ use crate::progress::UploadProgress;
 use crate::protocol::{self, names, ChecksumPlan};
 use crate::store::{Appended, Chunk, Upload, UploadLock};
 
-pub async fn patch(st: &AppState, id: Uuid, headers: &HeaderMap, body: Body) -> Result<Response, TusError> {
+pub async fn patch(
+    st: &AppState,
+    id: Uuid,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Response, TusError> {
     if !protocol::is_offset_octet_stream(headers) {
         return Err(TusError::WrongContentType);
     }
     let offset = protocol::upload_offset(headers)?;
     let (up, _) = write_at(st, id, offset, headers, body).await?;
     let mut res = StatusCode::NO_CONTENT.into_response();
-    res.headers_mut().insert(names::UPLOAD_OFFSET, HeaderValue::from(up.offset));
+    res.headers_mut()
+        .insert(names::UPLOAD_OFFSET, HeaderValue::from(up.offset));
     describe(&up, res.headers_mut());
     Ok(res)
 }
@@ -40,7 +46,13 @@ struct WriteRequest {
 
 /// Writes `body` at `client_offset` and finishes the upload if that
 /// completed it. Returns the upload as it now stands.
-pub async fn write_at(st: &AppState, id: Uuid, client_offset: u64, headers: &HeaderMap, body: Body) -> Result<(Upload, Appended), TusError> {
+pub async fn write_at(
+    st: &AppState,
+    id: Uuid,
+    client_offset: u64,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<(Upload, Appended), TusError> {
     let req = WriteRequest {
         client_offset,
         new_length: protocol::upload_length(headers)?,
@@ -60,34 +72,57 @@ pub async fn write_at(st: &AppState, id: Uuid, client_offset: u64, headers: &Hea
     .map_err(|e| TusError::Internal(anyhow::anyhow!("write task ended abnormally: {e}")))?
 }
 
-async fn write_locked(st: &AppState, lock: &UploadLock, id: Uuid, req: WriteRequest, body: Body) -> Result<(Upload, Appended), TusError> {
+async fn write_locked(
+    st: &AppState,
+    lock: &UploadLock,
+    id: Uuid,
+    req: WriteRequest,
+    body: Body,
+) -> Result<(Upload, Appended), TusError> {
     let mut up = st.store.get(id).await?.ok_or(TusError::NotFound)?;
     check_writable(&up)?;
     if req.client_offset != up.offset {
-        return Err(TusError::OffsetMismatch { expected: up.offset, got: req.client_offset });
+        return Err(TusError::OffsetMismatch {
+            expected: up.offset,
+            got: req.client_offset,
+        });
     }
     if let Some(len) = req.new_length {
         match up.length {
             Some(known) if known == len => {}
             Some(_) => return Err(TusError::LengthAlreadySet),
-            None if len < up.offset => return Err(TusError::LengthBelowOffset { offset: up.offset }),
+            None if len < up.offset => {
+                return Err(TusError::LengthBelowOffset { offset: up.offset })
+            }
             None if len == 0 => return Err(TusError::EmptyUpload),
-            None if len > st.tus.max_size.0 => return Err(TusError::TooLarge { max: st.tus.max_size.0 }),
+            None if len > st.tus.max_size.0 => {
+                return Err(TusError::TooLarge {
+                    max: st.tus.max_size.0,
+                })
+            }
             None => {
                 st.store.declare_length(lock, &up, len).await?;
                 up.length = Some(len);
             }
         }
     }
-    let remaining = up.length.unwrap_or(st.tus.max_size.0).saturating_sub(up.offset);
+    let remaining = up
+        .length
+        .unwrap_or(st.tus.max_size.0)
+        .saturating_sub(up.offset);
     if req.content_length.is_some_and(|n| n > remaining) {
         if up.length.is_none() {
-            return Err(TusError::TooLarge { max: st.tus.max_size.0 });
+            return Err(TusError::TooLarge {
+                max: st.tus.max_size.0,
+            });
         }
         return Err(TusError::ExceedsLength { remaining });
     }
     let appended = if req.content_length == Some(0) {
-        Appended { offset: up.offset, interrupted: false }
+        Appended {
+            offset: up.offset,
+            interrupted: false,
+        }
     } else {
         let chunk = Chunk {
             body,
@@ -103,7 +138,13 @@ async fn write_locked(st: &AppState, lock: &UploadLock, id: Uuid, req: WriteRequ
         tracing::info!(upload_id = %id, offset = up.offset, "request cut off; received bytes kept");
     }
     if !up.is_full() {
-        let p = UploadProgress { offset: up.offset, length: up.length, bytes_per_second: 0, complete: false, video: None };
+        let p = UploadProgress {
+            offset: up.offset,
+            length: up.length,
+            bytes_per_second: 0,
+            complete: false,
+            video: None,
+        };
         st.board.publish(id, &p).await;
         return Ok((up, appended));
     }

@@ -73,8 +73,19 @@ impl Appender {
                 .send()
                 .await
                 .with_context(|| format!("reading tail of upload {}", row.id))?;
-            let tail = out.body.collect().await.context("reading tail body")?.into_bytes();
-            anyhow::ensure!(tail.len() as i64 == row.tail_bytes, "tail of upload {} holds {} bytes, row says {}", row.id, tail.len(), row.tail_bytes);
+            let tail = out
+                .body
+                .collect()
+                .await
+                .context("reading tail body")?
+                .into_bytes();
+            anyhow::ensure!(
+                tail.len() as i64 == row.tail_bytes,
+                "tail of upload {} holds {} bytes, row says {}",
+                row.id,
+                tail.len(),
+                row.tail_bytes
+            );
             buf.extend_from_slice(&tail);
         }
         Ok(Self {
@@ -119,7 +130,11 @@ impl Appender {
             self.land_front().await?;
         }
         let number = self.next_part;
-        anyhow::ensure!(number as u64 <= shared::storage::MAX_PARTS, "upload needs more than {} parts", shared::storage::MAX_PARTS);
+        anyhow::ensure!(
+            number as u64 <= shared::storage::MAX_PARTS,
+            "upload needs more than {} parts",
+            shared::storage::MAX_PARTS
+        );
         self.next_part += 1;
         let (client, bucket, key) = (self.client.clone(), self.bucket.clone(), self.key.clone());
         let size = body.len() as u64;
@@ -134,7 +149,11 @@ impl Appender {
                 .send()
                 .await
                 .with_context(|| format!("UploadPart {number} of {key}"))?;
-            Ok(Part { number, size, etag: out.e_tag().unwrap_or_default().to_owned() })
+            Ok(Part {
+                number,
+                size,
+                etag: out.e_tag().unwrap_or_default().to_owned(),
+            })
         });
         self.in_flight.push_back((task, self.hasher.clone()));
         Ok(())
@@ -154,14 +173,19 @@ impl Appender {
             .send()
             .await
             .with_context(|| format!("CreateMultipartUpload {}", self.key))?;
-        let id = out.upload_id().context("CreateMultipartUpload returned no upload id")?.to_owned();
+        let id = out
+            .upload_id()
+            .context("CreateMultipartUpload returned no upload id")?
+            .to_owned();
         self.rows.set_s3_upload(self.id, &id).await?;
         self.s3_upload_id = Some(id.clone());
         Ok(id)
     }
 
     async fn land_front(&mut self) -> anyhow::Result<()> {
-        let Some((task, hash_at_end)) = self.in_flight.pop_front() else { return Ok(()) };
+        let Some((task, hash_at_end)) = self.in_flight.pop_front() else {
+            return Ok(());
+        };
         let part = task.await.context("part upload task failed")??;
         self.landed.push(part);
         self.landed_hash = Some(hash_at_end);
@@ -173,7 +197,11 @@ impl Appender {
     }
 
     async fn commit(&mut self, sha256: ResumableSha256, tail_bytes: u64) -> anyhow::Result<u64> {
-        let progress = Progress { new_parts: std::mem::take(&mut self.landed), tail_bytes, sha256 };
+        let progress = Progress {
+            new_parts: std::mem::take(&mut self.landed),
+            tail_bytes,
+            sha256,
+        };
         let expires = OffsetDateTime::now_utc() + self.expiry;
         self.rows.commit(self.id, &progress, expires).await
     }

@@ -96,14 +96,35 @@ pub trait DataStore: Send + Sync + 'static {
     async fn get(&self, id: Uuid) -> anyhow::Result<Option<Upload>>;
     /// Waits at most `wait` for another writer; `TusError::Locked` after that.
     async fn lock(&self, id: Uuid, wait: Duration) -> Result<UploadLock, TusError>;
-    async fn declare_length(&self, lock: &UploadLock, upload: &Upload, length: u64) -> anyhow::Result<()>;
+    async fn declare_length(
+        &self,
+        lock: &UploadLock,
+        upload: &Upload,
+        length: u64,
+    ) -> anyhow::Result<()>;
     /// Appends at the upload's current offset. Refusals (checksum, overflow) store nothing.
-    async fn append(&self, lock: &UploadLock, upload: &Upload, chunk: Chunk) -> Result<Appended, TusError>;
+    async fn append(
+        &self,
+        lock: &UploadLock,
+        upload: &Upload,
+        chunk: Chunk,
+    ) -> Result<Appended, TusError>;
     /// Completes the object of a full upload and verifies its size (and its
     /// SHA-256, when the client gave one). Idempotent.
-    async fn complete(&self, lock: &UploadLock, upload: &Upload, expect_sha256: Option<&str>) -> Result<Stored, TusError>;
+    async fn complete(
+        &self,
+        lock: &UploadLock,
+        upload: &Upload,
+        expect_sha256: Option<&str>,
+    ) -> Result<Stored, TusError>;
     /// Builds a final upload's object from its complete partials, in order.
-    async fn assemble(&self, lock: &UploadLock, final_upload: &Upload, partials: &[Upload], expect_sha256: Option<&str>) -> Result<Stored, TusError>;
+    async fn assemble(
+        &self,
+        lock: &UploadLock,
+        final_upload: &Upload,
+        partials: &[Upload],
+        expect_sha256: Option<&str>,
+    ) -> Result<Stored, TusError>;
     /// Frees every byte the upload holds and forgets it. A video it became is not touched.
     async fn terminate(&self, lock: &UploadLock, upload: &Upload) -> anyhow::Result<()>;
     async fn set_video(&self, id: Uuid, video_id: Uuid) -> anyhow::Result<()>;

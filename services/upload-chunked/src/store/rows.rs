@@ -70,7 +70,17 @@ impl Rows {
     }
 
     #[allow(clippy::too_many_arguments)]
-    pub async fn insert(&self, id: Uuid, concat: &str, length: Option<u64>, metadata: &str, key: &str, part_size: u64, expires_at: OffsetDateTime, partials: &[Uuid]) -> anyhow::Result<()> {
+    pub async fn insert(
+        &self,
+        id: Uuid,
+        concat: &str,
+        length: Option<u64>,
+        metadata: &str,
+        key: &str,
+        part_size: u64,
+        expires_at: OffsetDateTime,
+        partials: &[Uuid],
+    ) -> anyhow::Result<()> {
         let mut tx = self.pool.begin().await?;
         sqlx::query(
             "INSERT INTO uploads (id, concat, length, metadata, object_key, part_size, sha256_state, expires_at) \
@@ -88,26 +98,35 @@ impl Rows {
         .await
         .context("inserting upload")?;
         for (pos, partial) in partials.iter().enumerate() {
-            sqlx::query("INSERT INTO upload_concat (final_id, position, partial_id) VALUES ($1, $2, $3)")
-                .bind(id)
-                .bind(pos as i32)
-                .bind(partial)
-                .execute(&mut *tx)
-                .await?;
+            sqlx::query(
+                "INSERT INTO upload_concat (final_id, position, partial_id) VALUES ($1, $2, $3)",
+            )
+            .bind(id)
+            .bind(pos as i32)
+            .bind(partial)
+            .execute(&mut *tx)
+            .await?;
         }
         tx.commit().await?;
         Ok(())
     }
 
     pub async fn get(&self, id: Uuid) -> anyhow::Result<Option<Row>> {
-        Ok(sqlx::query_as(&format!("SELECT {COLUMNS} FROM uploads WHERE id = $1")).bind(id).fetch_optional(&self.pool).await?)
+        Ok(
+            sqlx::query_as(&format!("SELECT {COLUMNS} FROM uploads WHERE id = $1"))
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
     }
 
     pub async fn partials_of(&self, final_id: Uuid) -> anyhow::Result<Vec<Uuid>> {
-        Ok(sqlx::query_scalar("SELECT partial_id FROM upload_concat WHERE final_id = $1 ORDER BY position")
-            .bind(final_id)
-            .fetch_all(&self.pool)
-            .await?)
+        Ok(sqlx::query_scalar(
+            "SELECT partial_id FROM upload_concat WHERE final_id = $1 ORDER BY position",
+        )
+        .bind(final_id)
+        .fetch_all(&self.pool)
+        .await?)
     }
 
     pub async fn finals_waiting_on(&self, partial_id: Uuid) -> anyhow::Result<Vec<Uuid>> {
@@ -126,18 +145,34 @@ impl Rows {
                 .bind(id)
                 .fetch_all(&self.pool)
                 .await?;
-        Ok(rows.into_iter().map(|(number, size, etag)| Part { number, size: size as u64, etag }).collect())
+        Ok(rows
+            .into_iter()
+            .map(|(number, size, etag)| Part {
+                number,
+                size: size as u64,
+                etag,
+            })
+            .collect())
     }
 
     /// Records the S3 multipart upload before any part is sent, so the
     /// sweeper can always find and abort it.
     pub async fn set_s3_upload(&self, id: Uuid, s3_upload_id: &str) -> anyhow::Result<()> {
-        sqlx::query("UPDATE uploads SET s3_upload_id = $2, updated_at = now() WHERE id = $1").bind(id).bind(s3_upload_id).execute(&self.pool).await?;
+        sqlx::query("UPDATE uploads SET s3_upload_id = $2, updated_at = now() WHERE id = $1")
+            .bind(id)
+            .bind(s3_upload_id)
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 
     /// Makes received bytes durable: parts, tail length and hash state in one transaction.
-    pub async fn commit(&self, id: Uuid, p: &Progress, expires_at: OffsetDateTime) -> anyhow::Result<u64> {
+    pub async fn commit(
+        &self,
+        id: Uuid,
+        p: &Progress,
+        expires_at: OffsetDateTime,
+    ) -> anyhow::Result<u64> {
         let mut tx = self.pool.begin().await?;
         let mut added = 0i64;
         for part in &p.new_parts {
@@ -169,7 +204,11 @@ impl Rows {
     }
 
     pub async fn set_length(&self, id: Uuid, length: u64) -> anyhow::Result<()> {
-        sqlx::query("UPDATE uploads SET length = $2, updated_at = now() WHERE id = $1").bind(id).bind(length as i64).execute(&self.pool).await?;
+        sqlx::query("UPDATE uploads SET length = $2, updated_at = now() WHERE id = $1")
+            .bind(id)
+            .bind(length as i64)
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 
@@ -196,23 +235,38 @@ impl Rows {
     }
 
     pub async fn mark_consumed(&self, partials: &[Uuid], final_id: Uuid) -> anyhow::Result<()> {
-        sqlx::query("UPDATE uploads SET consumed_by = $2, updated_at = now() WHERE id = ANY($1)").bind(partials).bind(final_id).execute(&self.pool).await?;
+        sqlx::query("UPDATE uploads SET consumed_by = $2, updated_at = now() WHERE id = ANY($1)")
+            .bind(partials)
+            .bind(final_id)
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 
     pub async fn set_video(&self, id: Uuid, video_id: Uuid) -> anyhow::Result<()> {
-        sqlx::query("UPDATE uploads SET video_id = $2, updated_at = now() WHERE id = $1").bind(id).bind(video_id).execute(&self.pool).await?;
+        sqlx::query("UPDATE uploads SET video_id = $2, updated_at = now() WHERE id = $1")
+            .bind(id)
+            .bind(video_id)
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 
     pub async fn delete(&self, id: Uuid) -> anyhow::Result<()> {
-        sqlx::query("DELETE FROM uploads WHERE id = $1").bind(id).execute(&self.pool).await?;
+        sqlx::query("DELETE FROM uploads WHERE id = $1")
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 
-    /// Unfinished uploads past their expiry, oldest first.
+    /// Uploads past their expiry that hold bytes no video owns: unfinished
+    /// ones, partials never assembled, and refused ones. Oldest first.
     pub async fn expired(&self, limit: i64) -> anyhow::Result<Vec<Uuid>> {
-        Ok(sqlx::query_scalar("SELECT id FROM uploads WHERE completed_at IS NULL AND expires_at < now() ORDER BY expires_at LIMIT $1")
+        Ok(sqlx::query_scalar(
+            "SELECT id FROM uploads WHERE expires_at < now() \
+             AND (completed_at IS NULL OR concat = 'partial' OR failure IS NOT NULL) ORDER BY expires_at LIMIT $1",
+        )
             .bind(limit)
             .fetch_all(&self.pool)
             .await?)
@@ -239,15 +293,30 @@ impl Rows {
 
     /// Takes the upload's lock, waiting at most `wait` for a writer to finish.
     pub async fn lock(&self, id: Uuid, wait: Duration) -> Result<UploadLock, TusError> {
-        let mut tx = self.pool.begin().await.context("opening lock transaction")?;
-        sqlx::query(&format!("SET LOCAL lock_timeout = {}", wait.as_millis().max(1)))
+        let mut tx = self
+            .pool
+            .begin()
+            .await
+            .context("opening lock transaction")?;
+        sqlx::query(&format!(
+            "SET LOCAL lock_timeout = {}",
+            wait.as_millis().max(1)
+        ))
+        .execute(&mut *tx)
+        .await
+        .context("setting lock_timeout")?;
+        match sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(lock_key(id))
             .execute(&mut *tx)
             .await
-            .context("setting lock_timeout")?;
-        match sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(lock_key(id)).execute(&mut *tx).await {
+        {
             Ok(_) => Ok(UploadLock { tx: Some(tx) }),
-            Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("55P03") => Err(TusError::Locked),
-            Err(e) => Err(TusError::Internal(anyhow::Error::new(e).context("taking upload lock"))),
+            Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("55P03") => {
+                Err(TusError::Locked)
+            }
+            Err(e) => Err(TusError::Internal(
+                anyhow::Error::new(e).context("taking upload lock"),
+            )),
         }
     }
 }

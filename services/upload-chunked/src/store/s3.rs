@@ -40,7 +40,11 @@ pub struct S3Store {
 
 impl S3Store {
     pub fn new(storage: Storage, pool: sqlx::PgPool, settings: TusSettings) -> Self {
-        Self { storage, rows: Rows::new(pool), settings }
+        Self {
+            storage,
+            rows: Rows::new(pool),
+            settings,
+        }
     }
 
     fn row_to_upload(row: Row, partials: Option<(Vec<Uuid>, Option<u64>)>) -> Upload {
@@ -82,13 +86,20 @@ impl S3Store {
     /// is logged and left to the sweeper rather than failing the request.
     async fn best_effort(&self, what: &str, res: anyhow::Result<()>) {
         if let Err(e) = res {
-            tracing::warn!(error = format!("{e:#}"), "could not {what}; the sweeper will retry");
+            tracing::warn!(
+                error = format!("{e:#}"),
+                "could not {what}; the sweeper will retry"
+            );
         }
     }
 
     async fn abort_s3_upload(&self, row: &Row) {
         if let Some(uid) = &row.s3_upload_id {
-            self.best_effort("abort multipart upload", self.storage.abort_multipart(&row.object_key, uid).await).await;
+            self.best_effort(
+                "abort multipart upload",
+                self.storage.abort_multipart(&row.object_key, uid).await,
+            )
+            .await;
         }
     }
 
@@ -97,7 +108,11 @@ impl S3Store {
     }
 
     async fn refuse(&self, row: &Row, why: &str) -> Result<Stored, TusError> {
-        self.best_effort("delete refused object", self.storage.delete(&row.object_key).await).await;
+        self.best_effort(
+            "delete refused object",
+            self.storage.delete(&row.object_key).await,
+        )
+        .await;
         self.rows.mark_failed(row.id, why).await?;
         Err(TusError::FileChecksumMismatch)
     }
@@ -111,14 +126,30 @@ impl DataStore for S3Store {
             Kind::Partial => ("partial", layout::tus_partial(new.id), &[][..]),
             Kind::Final(ids) => ("final", layout::source(new.id), ids.as_slice()),
         };
-        let part_size = shared::storage::part_size_for(self.settings.max_size.0, self.settings.part_bytes).0;
+        let part_size =
+            shared::storage::part_size_for(self.settings.max_size.0, self.settings.part_bytes).0;
         let expires = OffsetDateTime::now_utc() + self.settings.expiry.0;
-        self.rows.insert(new.id, concat, new.length, &new.metadata, &key, part_size, expires, partials).await?;
-        self.get(new.id).await?.context("upload vanished after insert")
+        self.rows
+            .insert(
+                new.id,
+                concat,
+                new.length,
+                &new.metadata,
+                &key,
+                part_size,
+                expires,
+                partials,
+            )
+            .await?;
+        self.get(new.id)
+            .await?
+            .context("upload vanished after insert")
     }
 
     async fn get(&self, id: Uuid) -> anyhow::Result<Option<Upload>> {
-        let Some(row) = self.rows.get(id).await? else { return Ok(None) };
+        let Some(row) = self.rows.get(id).await? else {
+            return Ok(None);
+        };
         if row.concat != "final" {
             return Ok(Some(Self::row_to_upload(row, None)));
         }
@@ -135,16 +166,31 @@ impl DataStore for S3Store {
         self.rows.lock(id, wait).await
     }
 
-    async fn declare_length(&self, _lock: &UploadLock, upload: &Upload, length: u64) -> anyhow::Result<()> {
+    async fn declare_length(
+        &self,
+        _lock: &UploadLock,
+        upload: &Upload,
+        length: u64,
+    ) -> anyhow::Result<()> {
         self.rows.set_length(upload.id, length).await
     }
 
-    async fn append(&self, _lock: &UploadLock, upload: &Upload, chunk: Chunk) -> Result<Appended, TusError> {
+    async fn append(
+        &self,
+        _lock: &UploadLock,
+        upload: &Upload,
+        chunk: Chunk,
+    ) -> Result<Appended, TusError> {
         let row = self.row(upload.id).await?;
         let start = row.upload_offset as u64;
-        let limit = row.length.map(|l| l as u64).unwrap_or(self.settings.max_size.0).saturating_sub(start);
+        let limit = row
+            .length
+            .map(|l| l as u64)
+            .unwrap_or(self.settings.max_size.0)
+            .saturating_sub(start);
         // Commit part by part only when nothing can still refuse the body.
-        let eager = chunk.checksum == ChecksumPlan::None && chunk.content_length.is_some_and(|n| n <= limit);
+        let eager = chunk.checksum == ChecksumPlan::None
+            && chunk.content_length.is_some_and(|n| n <= limit);
         let mut appender = Appender::resume(self.target(upload.id), &row, eager).await?;
         let mut verifiers = Verifiers::for_plan(&chunk.checksum);
         let mut trailer: Option<Result<Checksum, TusError>> = None;
@@ -152,7 +198,8 @@ impl DataStore for S3Store {
         let mut body = chunk.body;
         let mut last_report = Instant::now();
         loop {
-            let frame = match tokio::time::timeout(self.settings.idle_timeout.0, body.frame()).await {
+            let frame = match tokio::time::timeout(self.settings.idle_timeout.0, body.frame()).await
+            {
                 Err(_) | Ok(Some(Err(_))) => {
                     interrupted = true;
                     break;
@@ -164,7 +211,16 @@ impl DataStore for S3Store {
                 Ok(data) => data,
                 Err(frame) => {
                     if let Ok(t) = frame.into_trailers() {
-                        trailer = t.get(names::UPLOAD_CHECKSUM).map(|v| v.to_str().map_err(|_| TusError::BadHeader("upload-checksum".into(), "is not ASCII".into())).and_then(Checksum::parse));
+                        trailer = t.get(names::UPLOAD_CHECKSUM).map(|v| {
+                            v.to_str()
+                                .map_err(|_| {
+                                    TusError::BadHeader(
+                                        "upload-checksum".into(),
+                                        "is not ASCII".into(),
+                                    )
+                                })
+                                .and_then(Checksum::parse)
+                        });
                     }
                     continue;
                 }
@@ -205,7 +261,10 @@ impl DataStore for S3Store {
             let Some(proof) = proof.filter(|_| !interrupted) else {
                 // Bytes that cannot be checked are not kept.
                 appender.discard();
-                return Ok(Appended { offset: start, interrupted: true });
+                return Ok(Appended {
+                    offset: start,
+                    interrupted: true,
+                });
             };
             if verifiers.digest(proof.algorithm) != Some(proof.digest) {
                 appender.discard();
@@ -214,15 +273,29 @@ impl DataStore for S3Store {
         }
         let last = row.length.is_some_and(|l| start + received == l as u64);
         let offset = appender.finish(last).await?;
-        Ok(Appended { offset, interrupted })
+        Ok(Appended {
+            offset,
+            interrupted,
+        })
     }
 
-    async fn complete(&self, _lock: &UploadLock, upload: &Upload, expect_sha256: Option<&str>) -> Result<Stored, TusError> {
+    async fn complete(
+        &self,
+        _lock: &UploadLock,
+        upload: &Upload,
+        expect_sha256: Option<&str>,
+    ) -> Result<Stored, TusError> {
         let mut row = self.row(upload.id).await?;
-        let length = row.length.context("completing an upload of unknown length")? as u64;
+        let length = row
+            .length
+            .context("completing an upload of unknown length")? as u64;
         let sha256 = ResumableSha256::from_bytes(&row.sha256_state)?.hex();
         if row.completed_at.is_some() {
-            return Ok(Stored { key: row.object_key, size: length, sha256 });
+            return Ok(Stored {
+                key: row.object_key,
+                size: length,
+                sha256,
+            });
         }
         if row.tail_bytes > 0 {
             // A deferred length declared after the bytes arrived: the tail becomes the last part.
@@ -233,7 +306,17 @@ impl DataStore for S3Store {
         if let Some(uid) = &row.s3_upload_id {
             let parts = self.rows.parts(row.id).await?;
             let completed = CompletedMultipartUpload::builder()
-                .set_parts(Some(parts.iter().map(|p| CompletedPart::builder().part_number(p.number).e_tag(&p.etag).build()).collect()))
+                .set_parts(Some(
+                    parts
+                        .iter()
+                        .map(|p| {
+                            CompletedPart::builder()
+                                .part_number(p.number)
+                                .e_tag(&p.etag)
+                                .build()
+                        })
+                        .collect(),
+                ))
                 .build();
             let res = self
                 .storage
@@ -250,48 +333,103 @@ impl DataStore for S3Store {
                 tracing::warn!(upload_id = %row.id, error = %aws_sdk_s3::error::DisplayErrorContext(&e), "CompleteMultipartUpload failed");
             }
         }
-        let head = self.storage.client().head_object().bucket(self.storage.bucket()).key(&row.object_key).send().await;
+        let head = self
+            .storage
+            .client()
+            .head_object()
+            .bucket(self.storage.bucket())
+            .key(&row.object_key)
+            .send()
+            .await;
         let size = head.ok().and_then(|h| h.content_length()).unwrap_or(-1);
         if size != length as i64 {
-            return Err(TusError::Internal(anyhow::anyhow!("object {} has {size} bytes after completion, expected {length}", row.object_key)));
+            return Err(TusError::Internal(anyhow::anyhow!(
+                "object {} has {size} bytes after completion, expected {length}",
+                row.object_key
+            )));
         }
         if !self.verify_sha256(&sha256, expect_sha256) {
-            return self.refuse(&row, "the file's SHA-256 does not match the checksum in its metadata").await;
+            return self
+                .refuse(
+                    &row,
+                    "the file's SHA-256 does not match the checksum in its metadata",
+                )
+                .await;
         }
-        self.best_effort("delete tail", self.storage.delete(&layout::tus_tail(row.id)).await).await;
+        self.best_effort(
+            "delete tail",
+            self.storage.delete(&layout::tus_tail(row.id)).await,
+        )
+        .await;
         self.rows.mark_complete(row.id, length).await?;
-        Ok(Stored { key: row.object_key, size: length, sha256 })
+        Ok(Stored {
+            key: row.object_key,
+            size: length,
+            sha256,
+        })
     }
 
-    async fn assemble(&self, _lock: &UploadLock, final_upload: &Upload, partials: &[Upload], expect_sha256: Option<&str>) -> Result<Stored, TusError> {
+    async fn assemble(
+        &self,
+        _lock: &UploadLock,
+        final_upload: &Upload,
+        partials: &[Upload],
+        expect_sha256: Option<&str>,
+    ) -> Result<Stored, TusError> {
         let row = self.row(final_upload.id).await?;
         self.abort_s3_upload(&row).await;
         let part_size = shared::configuration::ByteSize(row.part_size as u64);
-        let mut writer = MultipartWriter::begin(&self.storage, &row.object_key, "application/octet-stream", part_size, self.settings.parts_in_flight).await?;
+        let mut writer = MultipartWriter::begin(
+            &self.storage,
+            &row.object_key,
+            "application/octet-stream",
+            part_size,
+            self.settings.parts_in_flight,
+        )
+        .await?;
         self.rows.set_s3_upload(row.id, writer.upload_id()).await?;
         for p in partials {
             let key = layout::tus_partial(p.id);
-            let obj = self.storage.get(&key).await?.with_context(|| format!("partial upload {} has no object", p.id))?;
+            let obj = self
+                .storage
+                .get(&key)
+                .await?
+                .with_context(|| format!("partial upload {} has no object", p.id))?;
             let mut body = obj.body;
-            while let Some(bytes) = body.try_next().await.with_context(|| format!("reading partial {}", p.id))? {
+            while let Some(bytes) = body
+                .try_next()
+                .await
+                .with_context(|| format!("reading partial {}", p.id))?
+            {
                 writer.write(bytes).await?;
             }
         }
         let stored = writer.finish().await?;
         if !self.verify_sha256(&stored.sha256, expect_sha256) {
-            return self.refuse(&row, "the assembled file's SHA-256 does not match the checksum in its metadata").await;
+            return self
+                .refuse(
+                    &row,
+                    "the assembled file's SHA-256 does not match the checksum in its metadata",
+                )
+                .await;
         }
         self.rows.mark_complete(row.id, stored.size).await?;
         let ids: Vec<Uuid> = partials.iter().map(|p| p.id).collect();
         self.rows.mark_consumed(&ids, row.id).await?;
         for id in ids {
-            self.best_effort("delete assembled partial", self.storage.delete(&layout::tus_partial(id)).await).await;
+            self.best_effort(
+                "delete assembled partial",
+                self.storage.delete(&layout::tus_partial(id)).await,
+            )
+            .await;
         }
         Ok(stored)
     }
 
     async fn terminate(&self, _lock: &UploadLock, upload: &Upload) -> anyhow::Result<()> {
-        let Some(row) = self.rows.get(upload.id).await? else { return Ok(()) };
+        let Some(row) = self.rows.get(upload.id).await? else {
+            return Ok(());
+        };
         self.abort_s3_upload(&row).await;
         if row.tail_bytes > 0 || row.completed_at.is_none() {
             self.storage.delete(&layout::tus_tail(row.id)).await?;
@@ -329,9 +467,19 @@ impl Verifiers {
         let algorithms = match plan {
             ChecksumPlan::None => vec![],
             ChecksumPlan::Header(c) => vec![c.algorithm],
-            ChecksumPlan::Trailer => vec![Algorithm::Sha1, Algorithm::Md5, Algorithm::Sha256, Algorithm::Crc32],
+            ChecksumPlan::Trailer => vec![
+                Algorithm::Sha1,
+                Algorithm::Md5,
+                Algorithm::Sha256,
+                Algorithm::Crc32,
+            ],
         };
-        Self(algorithms.into_iter().map(|a| (a, ChunkHasher::new(a))).collect())
+        Self(
+            algorithms
+                .into_iter()
+                .map(|a| (a, ChunkHasher::new(a)))
+                .collect(),
+        )
     }
 
     fn update(&mut self, data: &[u8]) {
@@ -341,6 +489,9 @@ impl Verifiers {
     }
 
     fn digest(self, algorithm: Algorithm) -> Option<Vec<u8>> {
-        self.0.into_iter().find(|(a, _)| *a == algorithm).map(|(_, h)| h.finish())
+        self.0
+            .into_iter()
+            .find(|(a, _)| *a == algorithm)
+            .map(|(_, h)| h.finish())
     }
 }

@@ -1,0 +1,41 @@
+"""Uploads a file with tuspy, the official Python tus client, unchanged.
+
+Prints one JSON line when the upload URL is known ({"url", "resumed_at"})
+and one when it is done ({"done", "offset"}). With --store, the URL is kept
+in tuspy's own URL storage under the file's fingerprint, so a fresh process
+given the same --store resumes the same upload, as an app would after a crash.
+"""
+import argparse
+import json
+
+from tusclient import client
+from tusclient.storage import filestorage
+
+p = argparse.ArgumentParser()
+p.add_argument("endpoint")
+p.add_argument("file")
+p.add_argument("--chunk-size", type=int, default=8 << 20)
+p.add_argument("--store", required=True, help="tuspy URL storage file (JSON)")
+p.add_argument("--title", default="tuspy upload")
+p.add_argument("--checksum", action="store_true", help="send Upload-Checksum (sha1) with every chunk")
+args = p.parse_args()
+
+storage = filestorage.FileStorage(args.store)
+uploader = client.TusClient(args.endpoint).uploader(
+    args.file,
+    chunk_size=args.chunk_size,
+    metadata={"filename": args.title, "filetype": "video/x-matroska"},
+    store_url=True,
+    url_storage=storage,
+    upload_checksum=args.checksum,
+    retries=3,
+    retry_delay=1,
+)
+resumed_at = uploader.offset if uploader.url else 0
+if not uploader.url:
+    uploader.set_url(uploader.create_url())
+    uploader.offset = 0
+print(json.dumps({"url": uploader.url, "resumed_at": resumed_at}), flush=True)
+uploader.upload()
+print(json.dumps({"done": uploader.url, "offset": uploader.offset}), flush=True)
+storage.close()

@@ -1,0 +1,205 @@
+//! The tus benchmark (not a test): run by `scripts/bench-tus` against the
+//! native stack. One run, the same bytes, the same client code for both
+//! servers, the same Garage:
+//!
+//! - a direct S3 PutObject of the file (the ceiling);
+//! - upload-chunked (:8002) with 8 MiB and with 64 MiB PATCHes;
+//! - @tus/server + @tus/s3-store (the official Node server, 8 MiB parts like
+//!   ours) with the same two chunk sizes.
+//!
+//! Each figure is the median of three rounds; rounds interleave the
+//! contenders so machine noise hits them alike. Our uploads are sent as
+//! `Upload-Concat: partial` so the random bytes do not become a video and
+//! start a transcode mid-benchmark; the byte path (parts, tail, commits,
+//! CompleteMultipartUpload) is the same as for any upload.
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Instant;
+
+use anyhow::{bail, Context};
+use reqwest::Url;
+use shared::configuration::Env;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+
+const MIB: u64 = 1 << 20;
+const ROUNDS: usize = 3;
+const NODE_PORT: u16 = 18090;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let bytes = std::env::var("BENCH_TUS_MIB")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(512u64)
+        * MIB;
+    let dir = tempfile::tempdir()?;
+    let file = dir.path().join("upload.bin");
+    write_random(&file, bytes).await?;
+    let storage = shared::storage::S3Settings::from_env(&mut Env::from_process()).store();
+    let http = reqwest::Client::new();
+    let mut node = start_node_server(8 * MIB).await?;
+    let ours = "http://127.0.0.1:8002/api/v1/uploads";
+    let theirs = format!("http://127.0.0.1:{NODE_PORT}/files");
+
+    println!(
+        "== tus: {} MiB of random bytes, median of {ROUNDS} rounds",
+        bytes / MIB
+    );
+    let mut direct = vec![];
+    let mut results: Vec<(String, Vec<f64>)> = vec![];
+    let contenders = [
+        ("upload-chunked", ours, 8),
+        ("upload-chunked", ours, 64),
+        ("@tus/server+s3-store", theirs.as_str(), 8),
+        ("@tus/server+s3-store", theirs.as_str(), 64),
+    ];
+    for _ in 0..ROUNDS {
+        let started = Instant::now();
+        storage
+            .put_file("bench/tus-direct-put", &file, "application/octet-stream")
+            .await?;
+        direct.push(rate(bytes, started));
+        storage.delete("bench/tus-direct-put").await?;
+        for (i, (name, endpoint, chunk_mib)) in contenders.iter().enumerate() {
+            let r = tus_upload(
+                &http,
+                endpoint,
+                &file,
+                bytes,
+                chunk_mib * MIB,
+                *endpoint == ours,
+            )
+            .await?;
+            if results.len() <= i {
+                results.push((format!("{name}, {chunk_mib} MiB PATCHes"), vec![]));
+            }
+            results[i].1.push(r);
+        }
+    }
+    node.kill().await.ok();
+    let direct = median(&mut direct);
+    println!(
+        "{:<44} {direct:8.1} MiB/s   (baseline)",
+        "direct S3 PutObject"
+    );
+    let medians: Vec<f64> = results.iter_mut().map(|(_, v)| median(v)).collect();
+    for (i, (label, _)) in results.iter().enumerate() {
+        let m = medians[i];
+        let vs_node = if i < 2 {
+            format!("   vs @tus/server same chunks: {:.2}", m / medians[i + 2])
+        } else {
+            String::new()
+        };
+        println!(
+            "{label:<44} {m:8.1} MiB/s   ratio vs direct PUT: {:.2}{vs_node}",
+            m / direct
+        );
+    }
+    Ok(())
+}
+
+fn rate(bytes: u64, started: Instant) -> f64 {
+    bytes as f64 / MIB as f64 / started.elapsed().as_secs_f64()
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// One upload with a plain tus client: POST, then PATCHes of `chunk` bytes
+/// read from the file; DELETE afterwards so the bucket does not fill.
+async fn tus_upload(
+    http: &reqwest::Client,
+    endpoint: &str,
+    file: &Path,
+    size: u64,
+    chunk: u64,
+    partial: bool,
+) -> anyhow::Result<f64> {
+    let started = Instant::now();
+    let mut req = http
+        .post(endpoint)
+        .header("tus-resumable", "1.0.0")
+        .header("upload-length", size);
+    if partial {
+        req = req.header("upload-concat", "partial");
+    }
+    let res = req.send().await?;
+    if res.status() != 201 {
+        bail!("{endpoint}: creation answered {}", res.status());
+    }
+    let location = res
+        .headers()
+        .get("location")
+        .context("no Location")?
+        .to_str()?;
+    let url = Url::parse(endpoint)?.join(location)?;
+    let mut f = tokio::fs::File::open(file).await?;
+    let mut offset = 0u64;
+    while offset < size {
+        let n = chunk.min(size - offset) as usize;
+        let mut buf = vec![0u8; n];
+        f.read_exact(&mut buf).await?;
+        let res = http
+            .patch(url.clone())
+            .header("tus-resumable", "1.0.0")
+            .header("upload-offset", offset)
+            .header("content-type", "application/offset+octet-stream")
+            .body(buf)
+            .send()
+            .await?;
+        if res.status() != 204 {
+            bail!(
+                "{url}: PATCH at {offset} answered {}: {}",
+                res.status(),
+                res.text().await.unwrap_or_default()
+            );
+        }
+        offset += n as u64;
+    }
+    let r = rate(size, started);
+    http.delete(url)
+        .header("tus-resumable", "1.0.0")
+        .send()
+        .await?;
+    Ok(r)
+}
+
+async fn start_node_server(part_size: u64) -> anyhow::Result<tokio::process::Child> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("clients/tus_node_server.mjs");
+    let mut child = tokio::process::Command::new("node")
+        .arg(script)
+        .arg(NODE_PORT.to_string())
+        .arg(part_size.to_string())
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .context("starting @tus/server (run scripts/setup for the npm packages)")?;
+    let mut lines = BufReader::new(child.stdout.take().context("stdout")?).lines();
+    let line = tokio::time::timeout(std::time::Duration::from_secs(30), lines.next_line())
+        .await??
+        .context("@tus/server exited")?;
+    if !line.contains("listening") {
+        bail!("@tus/server said {line}");
+    }
+    Ok(child)
+}
+
+async fn write_random(path: &Path, bytes: u64) -> anyhow::Result<()> {
+    let mut f = tokio::fs::File::create(path).await?;
+    let mut x = 0x9e3779b97f4a7c15u64;
+    let mut buf = vec![0u8; MIB as usize];
+    for _ in 0..bytes / MIB {
+        for b in buf.chunks_exact_mut(8) {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            b.copy_from_slice(&x.to_le_bytes());
+        }
+        f.write_all(&buf).await?;
+    }
+    f.flush().await?;
+    Ok(())
+}

@@ -1,0 +1,373 @@
+//! The official tus clients, unchanged — tuspy (PyPI) and tus-js-client
+//! (npm, under Node) — against the native stack's front doors: 200 MiB
+//! uploads byte-identical in S3, a cut-off upload resumed by a fresh client
+//! process, a 4-way parallel (concatenated) upload, and an upload that
+//! survives the service being SIGKILLed and restarted. Every upload must
+//! end as a `ready` video.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use e2e::{sha256_file, sha256_object, wait_until_settled, Stack};
+use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+use tokio::sync::OnceCell;
+
+/// 200 MiB of real video, made once per test binary.
+struct Source {
+    path: PathBuf,
+    sha256: String,
+    size: u64,
+    _dir: tempfile::TempDir,
+}
+
+static SOURCE: OnceCell<Source> = OnceCell::const_new();
+
+async fn source() -> &'static Source {
+    SOURCE
+        .get_or_init(|| async {
+            let dir = tempfile::tempdir().unwrap();
+            let path = e2e::make_large_clip(dir.path(), "big.mkv", 200 << 20).unwrap();
+            let size = std::fs::metadata(&path).unwrap().len();
+            Source {
+                sha256: sha256_file(&path).unwrap(),
+                path,
+                size,
+                _dir: dir,
+            }
+        })
+        .await
+}
+
+fn clients_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("clients")
+}
+
+fn tus_js(endpoint: &str, file: &PathBuf, args: &[&str]) -> Command {
+    let mut c = Command::new("node");
+    c.arg(clients_dir().join("tus_js_upload.mjs"))
+        .arg(endpoint)
+        .arg(file)
+        .args(args);
+    c
+}
+
+fn tuspy(endpoint: &str, file: &PathBuf, store: &PathBuf, args: &[&str]) -> Command {
+    let mut c = Command::new("python3");
+    c.arg(clients_dir().join("tuspy_upload.py"))
+        .arg(endpoint)
+        .arg(file)
+        .arg("--store")
+        .arg(store)
+        .args(args);
+    c
+}
+
+/// A running client and the JSON lines it printed so far.
+struct Client {
+    child: Child,
+    lines: tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
+}
+
+impl Client {
+    fn spawn(mut cmd: Command) -> Self {
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("client starts");
+        let lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        Self { child, lines }
+    }
+
+    async fn next(&mut self) -> Option<Value> {
+        let line = tokio::time::timeout(Duration::from_secs(600), self.lines.next_line())
+            .await
+            .expect("client went silent")
+            .unwrap()?;
+        Some(serde_json::from_str(&line).unwrap_or_else(|_| panic!("client printed {line:?}")))
+    }
+
+    async fn url(&mut self) -> String {
+        let v = self
+            .next()
+            .await
+            .expect("the client announces its upload URL");
+        v["url"].as_str().expect("url line").to_owned()
+    }
+
+    /// Waits for {"done"} and a clean exit; returns the upload URL.
+    async fn done(mut self) -> String {
+        let mut url = None;
+        while let Some(v) = self.next().await {
+            if let Some(u) = v["done"].as_str() {
+                url = Some(u.to_owned());
+            }
+        }
+        let status = self.child.wait().await.unwrap();
+        assert!(status.success(), "client failed: {status}");
+        url.expect("the client reported success")
+    }
+}
+
+async fn offset(http: &reqwest::Client, url: &str) -> u64 {
+    let res = http
+        .head(url)
+        .header("tus-resumable", "1.0.0")
+        .send()
+        .await
+        .unwrap();
+    res.headers()
+        .get("upload-offset")
+        .and_then(|v| v.to_str().ok()?.parse().ok())
+        .unwrap_or(0)
+}
+
+async fn wait_for_offset(http: &reqwest::Client, url: &str, at_least: u64) {
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while offset(http, url).await < at_least {
+        assert!(
+            Instant::now() < deadline,
+            "upload never reached {at_least} bytes"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The upload's object is the source byte for byte, its HEAD links to the
+/// video, and the video becomes `ready`.
+async fn assert_became_ready_video(stack: &Stack, url: &str) {
+    let src = source().await;
+    let http = stack.client().unwrap();
+    let res = http
+        .head(url)
+        .header("tus-resumable", "1.0.0")
+        .send()
+        .await
+        .unwrap();
+    let link = res
+        .headers()
+        .get("link")
+        .expect("a finished upload links to its video")
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let id = url.rsplit('/').next().unwrap();
+    assert_eq!(link, format!("</api/v1/videos/{id}>; rel=\"video\""));
+    assert_eq!(
+        res.headers()["upload-offset"].to_str().unwrap(),
+        src.size.to_string()
+    );
+    assert_eq!(
+        sha256_object(&format!("sources/{id}")).await.unwrap(),
+        src.sha256,
+        "S3 object differs from the source"
+    );
+    let v = wait_until_settled(&http, &stack.nginx_http, id, Duration::from_secs(300))
+        .await
+        .unwrap();
+    assert_eq!(v["status"], "ready", "{v}");
+    assert_eq!(v["source_sha256"], src.sha256);
+}
+
+#[tokio::test]
+async fn tuspy_uploads_200_mib_through_nginx_with_checksums_and_it_becomes_a_ready_video() {
+    let stack = Stack::from_env();
+    let src = source().await;
+    let store = tempfile::tempdir().unwrap();
+    let endpoint = format!("{}/api/v1/uploads/", stack.nginx_http);
+    let url = Client::spawn(tuspy(
+        &endpoint,
+        &src.path,
+        &store.path().join("urls.json"),
+        &["--chunk-size", &(32 << 20).to_string(), "--checksum"],
+    ))
+    .done()
+    .await;
+    assert_became_ready_video(&stack, &url).await;
+}
+
+#[tokio::test]
+async fn tus_js_client_uploads_200_mib_through_haproxy_and_it_becomes_a_ready_video() {
+    let stack = Stack::from_env();
+    let src = source().await;
+    let endpoint = format!("{}/api/v1/uploads/", stack.haproxy);
+    let url = Client::spawn(tus_js(
+        &endpoint,
+        &src.path,
+        &["--chunk-size", &(64 << 20).to_string()],
+    ))
+    .done()
+    .await;
+    assert_became_ready_video(&stack, &url).await;
+}
+
+#[tokio::test]
+async fn tus_js_client_parallel_upload_of_four_partials_concatenates_into_a_ready_video() {
+    let stack = Stack::from_env();
+    let src = source().await;
+    let endpoint = format!("{}/api/v1/uploads/", stack.nginx_http);
+    let url = Client::spawn(tus_js(&endpoint, &src.path, &["--parallel", "4"]))
+        .done()
+        .await;
+    let http = stack.client().unwrap();
+    let head = http
+        .head(&url)
+        .header("tus-resumable", "1.0.0")
+        .send()
+        .await
+        .unwrap();
+    let concat = head.headers()["upload-concat"].to_str().unwrap().to_owned();
+    assert_eq!(
+        concat
+            .strip_prefix("final;")
+            .expect("a final upload")
+            .split(' ')
+            .count(),
+        4,
+        "{concat}"
+    );
+    assert_became_ready_video(&stack, &url).await;
+}
+
+#[tokio::test]
+async fn uploads_cut_off_halfway_resume_in_a_fresh_client_process() {
+    let stack = Stack::from_env();
+    let src = source().await;
+    let http = stack.client().unwrap();
+    let endpoint = format!("{}/api/v1/uploads/", stack.nginx_http);
+
+    // tus-js-client kills itself in the middle of its one big PATCH.
+    let mut first = Client::spawn(tus_js(&endpoint, &src.path, &["--kill-at", "0.5"]));
+    let url = first.url().await;
+    assert!(
+        !first.child.wait().await.unwrap().success(),
+        "the first client was killed"
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let kept = offset(&http, &url).await;
+    assert!(
+        kept > 0 && kept < src.size,
+        "the cut PATCH kept {kept} of {} bytes",
+        src.size
+    );
+    let resumed = Client::spawn(tus_js(&endpoint, &src.path, &["--resume-url", &url]))
+        .done()
+        .await;
+    assert_eq!(resumed, url);
+    assert_became_ready_video(&stack, &url).await;
+
+    // tuspy is killed from outside mid-PATCH; a fresh process finds the URL in its own storage.
+    let store = tempfile::tempdir().unwrap();
+    let urls = store.path().join("urls.json");
+    let whole = src.size.to_string();
+    let mut first = Client::spawn(tuspy(
+        &endpoint,
+        &src.path,
+        &urls,
+        &["--chunk-size", &whole],
+    ));
+    let url = first.url().await;
+    wait_for_offset(&http, &url, src.size / 2).await;
+    first.child.kill().await.unwrap();
+    let mut second = Client::spawn(tuspy(
+        &endpoint,
+        &src.path,
+        &urls,
+        &["--chunk-size", &whole],
+    ));
+    let line = second.next().await.unwrap();
+    assert_eq!(
+        line["url"], url,
+        "the fresh tuspy process resumes the same upload"
+    );
+    assert!(
+        line["resumed_at"].as_u64().unwrap() >= src.size / 2,
+        "{line}"
+    );
+    assert_eq!(second.done().await, url);
+    assert_became_ready_video(&stack, &url).await;
+}
+
+/// Our own upload-chunked process, with the stack's configuration on a free port.
+fn spawn_service(port: u16) -> std::process::Child {
+    let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let env = std::process::Command::new("bash")
+        .arg(repo.join("scripts/stack"))
+        .args(["env", "upload-chunked"])
+        .output()
+        .unwrap();
+    assert!(env.status.success(), "scripts/stack env failed");
+    let bin = std::env::current_exe()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("upload-chunked");
+    let mut cmd = std::process::Command::new(bin);
+    cmd.env_clear();
+    for line in String::from_utf8(env.stdout).unwrap().lines() {
+        if let Some((k, v)) = line.split_once('=') {
+            cmd.env(k, v);
+        }
+    }
+    cmd.env("HTTP_ADDR", format!("127.0.0.1:{port}"))
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null());
+    cmd.spawn().expect("upload-chunked starts")
+}
+
+async fn wait_ready(port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !reqwest::get(format!("http://127.0.0.1:{port}/health/ready"))
+        .await
+        .is_ok_and(|r| r.status().is_success())
+    {
+        assert!(
+            Instant::now() < deadline,
+            "upload-chunked did not become ready"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn the_service_killed_mid_upload_restarts_and_the_upload_resumes_and_completes() {
+    let stack = Stack::from_env();
+    let src = source().await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut service = spawn_service(port);
+    wait_ready(port).await;
+    let endpoint = format!("http://127.0.0.1:{port}/api/v1/uploads/");
+    let mut client = Client::spawn(tus_js(
+        &endpoint,
+        &src.path,
+        &["--chunk-size", &(16 << 20).to_string()],
+    ));
+    let url = client.url().await;
+    let http = stack.client().unwrap();
+    wait_for_offset(&http, &url, src.size / 3).await;
+    service.kill().unwrap();
+    service.wait().unwrap();
+    let before_restart = Instant::now();
+    let mut service = spawn_service(port);
+    wait_ready(port).await;
+    assert!(
+        offset(&http, &url).await >= src.size / 3,
+        "committed bytes survive the crash"
+    );
+    let done = client.done().await;
+    assert_eq!(done, url);
+    assert!(before_restart.elapsed() < Duration::from_secs(300));
+    assert_became_ready_video(&stack, &url).await;
+    service.kill().ok();
+    service.wait().ok();
+}
