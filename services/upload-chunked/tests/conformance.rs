@@ -62,11 +62,14 @@ async fn an_unsupported_or_missing_tus_version_gets_412_with_tus_version() {
     assert_eq!(app.scalar("SELECT count(*) FROM uploads").await, 0);
 }
 
+/// Request headers of one table row.
+type Headers = Vec<(&'static str, String)>;
+
 #[tokio::test]
 async fn bad_creation_requests_get_problems_and_create_nothing() {
     let app = spawn_app().await;
     let unknown = "/api/v1/uploads/0192f000-0000-7000-8000-000000000000";
-    let cases: Vec<(Vec<(&str, String)>, u16, &str)> = vec![
+    let cases: Vec<(Headers, u16, &str)> = vec![
         (vec![], 400, "tus-length-required"),
         (
             vec![
