@@ -13,6 +13,8 @@ use crate::configuration::{Env, Secret};
 
 /// How long a progress record outlives its last update.
 const PROGRESS_TTL_SECS: u64 = 3600;
+/// Key kind of transcode progress records.
+const PROGRESS: &str = "progress";
 
 #[derive(Debug, Clone, Default)]
 pub struct RedisSettings {
@@ -65,38 +67,35 @@ impl Cache {
         Ok(())
     }
 
+    fn key(&self, kind: &str, id: Uuid) -> String {
+        format!("{}:{kind}:{id}", self.prefix)
+    }
+
     /// A short-lived JSON record under `{prefix}:{kind}:{id}`.
     pub async fn put_json<T: Serialize>(&self, kind: &str, id: Uuid, value: &T, ttl_secs: u64) -> anyhow::Result<()> {
         let mut c = self.conn().await?;
-        let _: () = c.set_ex(format!("{}:{kind}:{id}", self.prefix), serde_json::to_string(value)?, ttl_secs).await?;
+        let _: () = c.set_ex(self.key(kind, id), serde_json::to_string(value)?, ttl_secs).await?;
         Ok(())
     }
 
+    /// The record, or None when absent or unreadable (it is advisory state).
     pub async fn get_json<T: serde::de::DeserializeOwned>(&self, kind: &str, id: Uuid) -> anyhow::Result<Option<T>> {
         let mut c = self.conn().await?;
-        let raw: Option<String> = c.get(format!("{}:{kind}:{id}", self.prefix)).await?;
+        let raw: Option<String> = c.get(self.key(kind, id)).await?;
         Ok(raw.and_then(|r| serde_json::from_str(&r).ok()))
-    }
-
-    fn progress_key(&self, video_id: Uuid) -> String {
-        format!("{}:progress:{video_id}", self.prefix)
     }
 
     pub async fn set_progress(&self, video_id: Uuid, progress: &Progress) -> anyhow::Result<()> {
-        let mut c = self.conn().await?;
-        let _: () = c.set_ex(self.progress_key(video_id), serde_json::to_string(progress)?, PROGRESS_TTL_SECS).await?;
-        Ok(())
+        self.put_json(PROGRESS, video_id, progress, PROGRESS_TTL_SECS).await
     }
 
     pub async fn progress(&self, video_id: Uuid) -> anyhow::Result<Option<Progress>> {
-        let mut c = self.conn().await?;
-        let raw: Option<String> = c.get(self.progress_key(video_id)).await?;
-        Ok(raw.and_then(|r| serde_json::from_str(&r).ok()))
+        self.get_json(PROGRESS, video_id).await
     }
 
     pub async fn clear_progress(&self, video_id: Uuid) -> anyhow::Result<()> {
         let mut c = self.conn().await?;
-        let _: () = c.del(self.progress_key(video_id)).await?;
+        let _: () = c.del(self.key(PROGRESS, video_id)).await?;
         Ok(())
     }
 }

@@ -207,6 +207,59 @@ impl Storage {
             .collect())
     }
 
+    /// Starts a multipart upload; returns its id.
+    pub async fn create_multipart(&self, key: &str, content_type: &str) -> anyhow::Result<String> {
+        let out = self
+            .client
+            .create_multipart_upload()
+            .bucket(&self.bucket)
+            .key(key)
+            .content_type(content_type)
+            .send()
+            .await
+            .with_context(|| format!("CreateMultipartUpload {key}"))?;
+        Ok(out.upload_id().context("CreateMultipartUpload returned no upload id")?.to_owned())
+    }
+
+    /// Sends one part; the returned part (number and ETag) is what completion needs.
+    pub async fn upload_part(&self, key: &str, upload_id: &str, number: i32, body: Bytes) -> anyhow::Result<CompletedPart> {
+        let out = self
+            .client
+            .upload_part()
+            .bucket(&self.bucket)
+            .key(key)
+            .upload_id(upload_id)
+            .part_number(number)
+            .body(ByteStream::from(body))
+            .send()
+            .await
+            .with_context(|| format!("UploadPart {number} of {key}"))?;
+        Ok(CompletedPart::builder().part_number(number).set_e_tag(out.e_tag().map(str::to_owned)).build())
+    }
+
+    /// Completes a multipart upload from its parts, in part-number order.
+    pub async fn complete_multipart(&self, key: &str, upload_id: &str, parts: Vec<CompletedPart>) -> anyhow::Result<()> {
+        self.client
+            .complete_multipart_upload()
+            .bucket(&self.bucket)
+            .key(key)
+            .upload_id(upload_id)
+            .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(parts)).build())
+            .send()
+            .await
+            .with_context(|| format!("CompleteMultipartUpload {key}"))?;
+        Ok(())
+    }
+
+    /// The object's size, or None when it does not exist.
+    pub async fn size(&self, key: &str) -> anyhow::Result<Option<u64>> {
+        match self.client.head_object().bucket(&self.bucket).key(key).send().await {
+            Ok(h) => Ok(h.content_length().map(|n| n as u64)),
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_not_found()) => Ok(None),
+            Err(e) => Err(anyhow::Error::new(e).context(format!("HeadObject {key}"))),
+        }
+    }
+
     pub async fn abort_multipart(&self, key: &str, upload_id: &str) -> anyhow::Result<()> {
         self.client
             .abort_multipart_upload()
@@ -256,16 +309,7 @@ impl MultipartWriter {
         if part_size.0 < MIN_PART_BYTES {
             bail!("part size {} is below S3's 5 MiB minimum", part_size.0);
         }
-        let out = storage
-            .client
-            .create_multipart_upload()
-            .bucket(&storage.bucket)
-            .key(key)
-            .content_type(content_type)
-            .send()
-            .await
-            .with_context(|| format!("CreateMultipartUpload {key}"))?;
-        let upload_id = out.upload_id().context("CreateMultipartUpload returned no upload id")?.to_owned();
+        let upload_id = storage.create_multipart(key, content_type).await?;
         Ok(Self {
             storage: storage.clone(),
             key: key.to_owned(),
@@ -311,26 +355,13 @@ impl MultipartWriter {
         }
         let body = self.buf.split().freeze();
         self.buf.reserve(self.part_size);
-        let (client, bucket, key, upload_id) =
-            (self.storage.client.clone(), self.storage.bucket.clone(), self.key.clone(), self.upload_id.clone());
+        let (storage, key, upload_id) = (self.storage.clone(), self.key.clone(), self.upload_id.clone());
         let part_number = self.next_part;
         self.next_part += 1;
         if part_number as u64 > MAX_PARTS {
             bail!("upload needs more than {MAX_PARTS} parts; raise the part size");
         }
-        self.in_flight.spawn(async move {
-            let out = client
-                .upload_part()
-                .bucket(bucket)
-                .key(&key)
-                .upload_id(upload_id)
-                .part_number(part_number)
-                .body(ByteStream::from(body))
-                .send()
-                .await
-                .with_context(|| format!("UploadPart {part_number} of {key}"))?;
-            Ok(CompletedPart::builder().part_number(part_number).set_e_tag(out.e_tag().map(str::to_owned)).build())
-        });
+        self.in_flight.spawn(async move { storage.upload_part(&key, &upload_id, part_number, body).await });
         Ok(())
     }
 
@@ -354,17 +385,7 @@ impl MultipartWriter {
             self.reap_one().await?;
         }
         self.done.sort_by_key(|p| p.part_number());
-        let parts = CompletedMultipartUpload::builder().set_parts(Some(std::mem::take(&mut self.done))).build();
-        self.storage
-            .client
-            .complete_multipart_upload()
-            .bucket(&self.storage.bucket)
-            .key(&self.key)
-            .upload_id(&self.upload_id)
-            .multipart_upload(parts)
-            .send()
-            .await
-            .with_context(|| format!("CompleteMultipartUpload {}", self.key))?;
+        self.storage.complete_multipart(&self.key, &self.upload_id, std::mem::take(&mut self.done)).await?;
         self.settled = true;
         let sha256 = hex::encode(std::mem::take(&mut self.hasher).finalize());
         Ok(Stored { key: self.key.clone(), size: self.size, sha256 })

@@ -222,14 +222,6 @@ impl Concat {
         }
         Ok(Concat::Final(ids))
     }
-
-    pub fn label(&self) -> &'static str {
-        match self {
-            Concat::None => "none",
-            Concat::Partial => "partial",
-            Concat::Final(_) => "final",
-        }
-    }
 }
 
 /// The id in `/api/v1/uploads/{id}` or `http(s)://host/api/v1/uploads/{id}`.

@@ -397,12 +397,8 @@ async fn a_checksum_sent_as_a_trailer_is_verified_after_the_body() {
     let path = app.create(20, "").await;
     let chunk = data(12, 5);
     let send = |digest: Vec<u8>, offset: usize| {
-        let mut req = format!(
-            "PATCH {path} HTTP/1.1\r\nHost: x\r\nTus-Resumable: 1.0.0\r\nUpload-Offset: {offset}\r\nContent-Type: application/offset+octet-stream\r\n\
-             Transfer-Encoding: chunked\r\nTrailer: Upload-Checksum\r\nConnection: close\r\n\r\n{:x}\r\n",
-            chunk.len()
-        )
-        .into_bytes();
+        let framing = "Transfer-Encoding: chunked\r\nTrailer: Upload-Checksum\r\nConnection: close\r\n";
+        let mut req = format!("{}{:x}\r\n", patch_head(&path, offset, framing), chunk.len()).into_bytes();
         req.extend_from_slice(&chunk);
         req.extend_from_slice(
             format!("\r\n0\r\nUpload-Checksum: sha1 {}\r\n\r\n", b64(&digest)).as_bytes(),

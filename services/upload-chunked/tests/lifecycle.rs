@@ -93,11 +93,7 @@ async fn a_patch_cut_off_midway_keeps_every_byte_received_and_the_upload_resumes
     let body = data(14 * MIB, 8);
     let path = app.create(body.len(), "").await;
     let sent = 8 * MIB + 777;
-    let mut req = format!(
-        "PATCH {path} HTTP/1.1\r\nHost: x\r\nTus-Resumable: 1.0.0\r\nUpload-Offset: 0\r\nContent-Type: application/offset+octet-stream\r\nContent-Length: {}\r\n\r\n",
-        body.len()
-    )
-    .into_bytes();
+    let mut req = patch_head(&path, 0, &format!("Content-Length: {}\r\n", body.len())).into_bytes();
     req.extend_from_slice(&body[..sent]);
     app.raw(&req, true).await;
     app.eventually("the cut PATCH commits what it received", async || {
@@ -187,14 +183,7 @@ async fn partial_uploads_concatenate_into_one_video_and_the_final_refuses_patche
     let (a, b) = (data(5 * MIB + 1, 11), data(1234, 12));
     let mut partials = vec![];
     for part in [&a, &b] {
-        let res = app
-            .tus(Method::POST, "/api/v1/uploads")
-            .header("upload-length", part.len())
-            .header("upload-concat", "partial")
-            .send()
-            .await
-            .unwrap();
-        let path = location(&res);
+        let path = app.create_partial(part.len()).await;
         app.upload_in_chunks(&path, part, &[usize::MAX]).await;
         assert_eq!(
             header(app.head(&path).await.headers(), "upload-concat"),
@@ -265,14 +254,7 @@ async fn a_final_upload_created_before_its_partials_finish_is_assembled_when_the
     let (a, b) = (data(100, 13), data(200, 14));
     let mut partials = vec![];
     for part in [&a, &b] {
-        let res = app
-            .tus(Method::POST, "/api/v1/uploads")
-            .header("upload-length", part.len())
-            .header("upload-concat", "partial")
-            .send()
-            .await
-            .unwrap();
-        partials.push(location(&res));
+        partials.push(app.create_partial(part.len()).await);
     }
     app.upload_in_chunks(&partials[0], &a, &[usize::MAX]).await;
     let res = app
@@ -342,7 +324,7 @@ async fn two_replicas_never_write_one_upload_at_once() {
     let mut s = tokio::net::TcpStream::connect(("127.0.0.1", first.port))
         .await
         .unwrap();
-    let req = format!("PATCH {path} HTTP/1.1\r\nHost: x\r\nTus-Resumable: 1.0.0\r\nUpload-Offset: 0\r\nContent-Type: application/offset+octet-stream\r\nContent-Length: 1000\r\n\r\n");
+    let req = patch_head(&path, 0, "Content-Length: 1000\r\n");
     tokio::io::AsyncWriteExt::write_all(&mut s, req.as_bytes())
         .await
         .unwrap();

@@ -81,6 +81,26 @@ pub fn make_large_clip(dir: &Path, name: &str, min_bytes: u64) -> anyhow::Result
     Ok(out)
 }
 
+/// Writes `len` bytes of pseudo-random, incompressible data (xorshift), the
+/// benchmarks' upload payload.
+pub async fn write_random(path: &Path, len: u64) -> anyhow::Result<()> {
+    use tokio::io::AsyncWriteExt;
+    let mut f = tokio::fs::File::create(path).await?;
+    let mut x: u64 = 0x2545F4914F6CDD1D;
+    let mut buf = vec![0u8; 1 << 20];
+    for _ in 0..len / buf.len() as u64 {
+        for chunk in buf.chunks_exact_mut(8) {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            chunk.copy_from_slice(&x.to_le_bytes());
+        }
+        f.write_all(&buf).await?;
+    }
+    f.flush().await?;
+    Ok(())
+}
+
 /// SHA-256 of a local file, hex.
 pub fn sha256_file(path: &Path) -> anyhow::Result<String> {
     use sha2::Digest;

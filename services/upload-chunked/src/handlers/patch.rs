@@ -122,6 +122,7 @@ async fn write_locked(
         Appended {
             offset: up.offset,
             interrupted: false,
+            expires_at: None,
         }
     } else {
         let chunk = Chunk {
@@ -133,7 +134,9 @@ async fn write_locked(
         st.store.append(lock, &up, chunk).await?
     };
     st.metrics.bytes.inc_by(appended.offset - up.offset);
-    let up = st.store.get(id).await?.ok_or(TusError::NotFound)?;
+    // What the append changed is known; no need to read the row back.
+    up.offset = appended.offset;
+    up.expires_at = appended.expires_at.unwrap_or(up.expires_at);
     if appended.interrupted {
         tracing::info!(upload_id = %id, offset = up.offset, "request cut off; received bytes kept");
     }
@@ -148,12 +151,13 @@ async fn write_locked(
         st.board.publish(id, &p).await;
         return Ok((up, appended));
     }
-    st.finisher.finish(lock, &up).await.inspect_err(|e| {
+    let video_id = st.finisher.finish(lock, &up).await.inspect_err(|e| {
         if matches!(e, TusError::FileChecksumMismatch) {
             st.metrics.uploads.with_label_values(&["refused"]).inc();
         }
     })?;
     st.metrics.uploads.with_label_values(&["completed"]).inc();
-    let up = st.store.get(id).await?.ok_or(TusError::NotFound)?;
+    up.completed = true;
+    up.video_id = video_id;
     Ok((up, appended))
 }

@@ -19,9 +19,8 @@ use std::collections::VecDeque;
 use std::time::Duration;
 
 use anyhow::Context;
-use aws_sdk_s3::primitives::ByteStream;
-use aws_sdk_s3::Client;
 use bytes::{Bytes, BytesMut};
+use shared::storage::{Fetched, Storage};
 use time::OffsetDateTime;
 use tokio::task::JoinHandle;
 use uuid::Uuid;
@@ -30,8 +29,7 @@ use super::rows::{Part, Progress, Row, Rows};
 use crate::checksum::ResumableSha256;
 
 pub struct Appender {
-    client: Client,
-    bucket: String,
+    storage: Storage,
     rows: Rows,
     id: Uuid,
     key: String,
@@ -50,8 +48,7 @@ pub struct Appender {
 }
 
 pub struct Target<'a> {
-    pub client: &'a Client,
-    pub bucket: &'a str,
+    pub storage: &'a Storage,
     pub rows: &'a Rows,
     pub tail_key: String,
     pub max_in_flight: usize,
@@ -64,21 +61,11 @@ impl Appender {
         let part_size = row.part_size as usize;
         let mut buf = BytesMut::with_capacity(part_size);
         if row.tail_bytes > 0 {
-            let out = t
-                .client
-                .get_object()
-                .bucket(t.bucket)
-                .key(&t.tail_key)
-                .range(format!("bytes=0-{}", row.tail_bytes - 1))
-                .send()
-                .await
-                .with_context(|| format!("reading tail of upload {}", row.id))?;
-            let tail = out
-                .body
-                .collect()
-                .await
-                .context("reading tail body")?
-                .into_bytes();
+            let range = format!("bytes=0-{}", row.tail_bytes - 1);
+            let Fetched::Object(out) = t.storage.get_range(&t.tail_key, Some(&range)).await? else {
+                anyhow::bail!("tail of upload {} is missing", row.id);
+            };
+            let tail = out.body.collect().await.context("reading tail body")?.into_bytes();
             anyhow::ensure!(
                 tail.len() as i64 == row.tail_bytes,
                 "tail of upload {} holds {} bytes, row says {}",
@@ -89,8 +76,7 @@ impl Appender {
             buf.extend_from_slice(&tail);
         }
         Ok(Self {
-            client: t.client.clone(),
-            bucket: t.bucket.to_owned(),
+            storage: t.storage.clone(),
             rows: t.rows.clone(),
             id: row.id,
             key: row.object_key.clone(),
@@ -136,24 +122,11 @@ impl Appender {
             shared::storage::MAX_PARTS
         );
         self.next_part += 1;
-        let (client, bucket, key) = (self.client.clone(), self.bucket.clone(), self.key.clone());
+        let (storage, key) = (self.storage.clone(), self.key.clone());
         let size = body.len() as u64;
         let task = tokio::spawn(async move {
-            let out = client
-                .upload_part()
-                .bucket(bucket)
-                .key(&key)
-                .upload_id(upload_id)
-                .part_number(number)
-                .body(ByteStream::from(body))
-                .send()
-                .await
-                .with_context(|| format!("UploadPart {number} of {key}"))?;
-            Ok(Part {
-                number,
-                size,
-                etag: out.e_tag().unwrap_or_default().to_owned(),
-            })
+            let part = storage.upload_part(&key, &upload_id, number, body).await?;
+            Ok(Part { number, size, etag: part.e_tag().unwrap_or_default().to_owned() })
         });
         self.in_flight.push_back((task, self.hasher.clone()));
         Ok(())
@@ -164,19 +137,7 @@ impl Appender {
         if let Some(id) = &self.s3_upload_id {
             return Ok(id.clone());
         }
-        let out = self
-            .client
-            .create_multipart_upload()
-            .bucket(&self.bucket)
-            .key(&self.key)
-            .content_type("application/octet-stream")
-            .send()
-            .await
-            .with_context(|| format!("CreateMultipartUpload {}", self.key))?;
-        let id = out
-            .upload_id()
-            .context("CreateMultipartUpload returned no upload id")?
-            .to_owned();
+        let id = self.storage.create_multipart(&self.key, "application/octet-stream").await?;
         self.rows.set_s3_upload(self.id, &id).await?;
         self.s3_upload_id = Some(id.clone());
         Ok(id)
@@ -196,20 +157,17 @@ impl Appender {
         Ok(())
     }
 
-    async fn commit(&mut self, sha256: ResumableSha256, tail_bytes: u64) -> anyhow::Result<u64> {
-        let progress = Progress {
-            new_parts: std::mem::take(&mut self.landed),
-            tail_bytes,
-            sha256,
-        };
+    /// Returns the committed offset and the upload's new expiry.
+    async fn commit(&mut self, sha256: ResumableSha256, tail_bytes: u64) -> anyhow::Result<(u64, OffsetDateTime)> {
+        let progress = Progress { new_parts: std::mem::take(&mut self.landed), tail_bytes, sha256 };
         let expires = OffsetDateTime::now_utc() + self.expiry;
-        self.rows.commit(self.id, &progress, expires).await
+        Ok((self.rows.commit(self.id, &progress, expires).await?, expires))
     }
 
     /// Makes everything received durable. `last` means the upload's length
     /// is reached, so the remainder goes out as the final (short) part
     /// instead of a tail.
-    pub async fn finish(mut self, last: bool) -> anyhow::Result<u64> {
+    pub async fn finish(mut self, last: bool) -> anyhow::Result<(u64, OffsetDateTime)> {
         if last && !self.buf.is_empty() {
             let body = self.buf.split().freeze();
             self.send_part(body).await?;
@@ -227,12 +185,8 @@ impl Appender {
             // Overwrites the tail this request started from. If no part was
             // cut, the old tail is a prefix of the new one, so a crash before
             // the commit below leaves the row reading a correct (shorter) tail.
-            self.client
-                .put_object()
-                .bucket(&self.bucket)
-                .key(&self.tail_key)
-                .body(ByteStream::from(tail.clone()))
-                .send()
+            self.storage
+                .put_bytes(&self.tail_key, tail.clone(), "application/octet-stream")
                 .await
                 .with_context(|| format!("writing tail of upload {}", self.id))?;
         }
@@ -246,9 +200,5 @@ impl Appender {
         for (task, _) in self.in_flight.drain(..) {
             task.abort();
         }
-    }
-
-    pub fn received_hash(&self) -> &ResumableSha256 {
-        &self.hasher
     }
 }

@@ -88,6 +88,8 @@ pub struct Appended {
     /// The client went away (or stalled) before the body ended; every byte
     /// received before the cut is kept unless a checksum could not be checked.
     pub interrupted: bool,
+    /// The new Upload-Expires, when bytes were committed.
+    pub expires_at: Option<OffsetDateTime>,
 }
 
 #[async_trait]

@@ -120,9 +120,12 @@ impl Rows {
         )
     }
 
-    pub async fn partials_of(&self, final_id: Uuid) -> anyhow::Result<Vec<Uuid>> {
-        Ok(sqlx::query_scalar(
-            "SELECT partial_id FROM upload_concat WHERE final_id = $1 ORDER BY position",
+    /// A final upload's partials in order, each with its length (None while
+    /// deferred, or when the partial is gone).
+    pub async fn partials_of(&self, final_id: Uuid) -> anyhow::Result<Vec<(Uuid, Option<i64>)>> {
+        Ok(sqlx::query_as(
+            "SELECT c.partial_id, p.length FROM upload_concat c LEFT JOIN uploads p ON p.id = c.partial_id \
+             WHERE c.final_id = $1 ORDER BY c.position",
         )
         .bind(final_id)
         .fetch_all(&self.pool)

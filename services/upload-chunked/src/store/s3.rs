@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use async_trait::async_trait;
-use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+use aws_sdk_s3::types::CompletedPart;
 use http_body_util::BodyExt;
 use shared::layout;
 use shared::storage::{MultipartWriter, Storage, Stored};
@@ -69,8 +69,7 @@ impl S3Store {
 
     fn target(&self, id: Uuid) -> Target<'_> {
         Target {
-            client: self.storage.client(),
-            bucket: self.storage.bucket(),
+            storage: &self.storage,
             rows: &self.rows,
             tail_key: layout::tus_tail(id),
             max_in_flight: self.settings.parts_in_flight,
@@ -84,7 +83,7 @@ impl S3Store {
 
     /// Deletes an object, a tail or aborts an upload; a cleanup that fails
     /// is logged and left to the sweeper rather than failing the request.
-    async fn best_effort(&self, what: &str, res: anyhow::Result<()>) {
+    fn best_effort(what: &str, res: anyhow::Result<()>) {
         if let Err(e) = res {
             tracing::warn!(
                 error = format!("{e:#}"),
@@ -95,11 +94,9 @@ impl S3Store {
 
     async fn abort_s3_upload(&self, row: &Row) {
         if let Some(uid) = &row.s3_upload_id {
-            self.best_effort(
-                "abort multipart upload",
+            Self::best_effort("abort multipart upload",
                 self.storage.abort_multipart(&row.object_key, uid).await,
-            )
-            .await;
+            );
         }
     }
 
@@ -108,11 +105,9 @@ impl S3Store {
     }
 
     async fn refuse(&self, row: &Row, why: &str) -> Result<Stored, TusError> {
-        self.best_effort(
-            "delete refused object",
+        Self::best_effort("delete refused object",
             self.storage.delete(&row.object_key).await,
-        )
-        .await;
+        );
         self.rows.mark_failed(row.id, why).await?;
         Err(TusError::FileChecksumMismatch)
     }
@@ -153,12 +148,9 @@ impl DataStore for S3Store {
         if row.concat != "final" {
             return Ok(Some(Self::row_to_upload(row, None)));
         }
-        let ids = self.rows.partials_of(id).await?;
-        let mut sum = Some(0u64);
-        for p in &ids {
-            let len = self.rows.get(*p).await?.and_then(|r| r.length);
-            sum = sum.zip(len).map(|(s, l)| s + l as u64);
-        }
+        let partials = self.rows.partials_of(id).await?;
+        let sum = partials.iter().try_fold(0u64, |sum, (_, len)| Some(sum + (*len)? as u64));
+        let ids = partials.into_iter().map(|(id, _)| id).collect();
         Ok(Some(Self::row_to_upload(row, Some((ids, sum)))))
     }
 
@@ -264,6 +256,7 @@ impl DataStore for S3Store {
                 return Ok(Appended {
                     offset: start,
                     interrupted: true,
+                    expires_at: None,
                 });
             };
             if verifiers.digest(proof.algorithm) != Some(proof.digest) {
@@ -272,10 +265,11 @@ impl DataStore for S3Store {
             }
         }
         let last = row.length.is_some_and(|l| start + received == l as u64);
-        let offset = appender.finish(last).await?;
+        let (offset, expires_at) = appender.finish(last).await?;
         Ok(Appended {
             offset,
             interrupted,
+            expires_at: Some(expires_at),
         })
     }
 
@@ -305,46 +299,16 @@ impl DataStore for S3Store {
         }
         if let Some(uid) = &row.s3_upload_id {
             let parts = self.rows.parts(row.id).await?;
-            let completed = CompletedMultipartUpload::builder()
-                .set_parts(Some(
-                    parts
-                        .iter()
-                        .map(|p| {
-                            CompletedPart::builder()
-                                .part_number(p.number)
-                                .e_tag(&p.etag)
-                                .build()
-                        })
-                        .collect(),
-                ))
-                .build();
-            let res = self
-                .storage
-                .client()
-                .complete_multipart_upload()
-                .bucket(self.storage.bucket())
-                .key(&row.object_key)
-                .upload_id(uid)
-                .multipart_upload(completed)
-                .send()
-                .await;
-            if let Err(e) = res {
+            let parts = parts.iter().map(|p| CompletedPart::builder().part_number(p.number).e_tag(&p.etag).build()).collect();
+            if let Err(e) = self.storage.complete_multipart(&row.object_key, uid, parts).await {
                 // An earlier completion may have succeeded just before a crash; the size check below decides.
-                tracing::warn!(upload_id = %row.id, error = %aws_sdk_s3::error::DisplayErrorContext(&e), "CompleteMultipartUpload failed");
+                tracing::warn!(upload_id = %row.id, error = format!("{e:#}"), "CompleteMultipartUpload failed");
             }
         }
-        let head = self
-            .storage
-            .client()
-            .head_object()
-            .bucket(self.storage.bucket())
-            .key(&row.object_key)
-            .send()
-            .await;
-        let size = head.ok().and_then(|h| h.content_length()).unwrap_or(-1);
-        if size != length as i64 {
+        let size = self.storage.size(&row.object_key).await?;
+        if size != Some(length) {
             return Err(TusError::Internal(anyhow::anyhow!(
-                "object {} has {size} bytes after completion, expected {length}",
+                "object {} has {size:?} bytes after completion, expected {length}",
                 row.object_key
             )));
         }
@@ -356,11 +320,9 @@ impl DataStore for S3Store {
                 )
                 .await;
         }
-        self.best_effort(
-            "delete tail",
+        Self::best_effort("delete tail",
             self.storage.delete(&layout::tus_tail(row.id)).await,
-        )
-        .await;
+        );
         self.rows.mark_complete(row.id, length).await?;
         Ok(Stored {
             key: row.object_key,
@@ -417,11 +379,9 @@ impl DataStore for S3Store {
         let ids: Vec<Uuid> = partials.iter().map(|p| p.id).collect();
         self.rows.mark_consumed(&ids, row.id).await?;
         for id in ids {
-            self.best_effort(
-                "delete assembled partial",
+            Self::best_effort("delete assembled partial",
                 self.storage.delete(&layout::tus_partial(id)).await,
-            )
-            .await;
+            );
         }
         Ok(stored)
     }

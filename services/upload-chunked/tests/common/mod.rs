@@ -117,6 +117,19 @@ impl TestApp {
         location(&res)
     }
 
+    /// Creates a partial upload (concatenation); returns its path.
+    pub async fn create_partial(&self, length: usize) -> String {
+        let res = self
+            .tus(Method::POST, "/api/v1/uploads")
+            .header("upload-length", length)
+            .header("upload-concat", "partial")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::CREATED);
+        location(&res)
+    }
+
     pub async fn patch(&self, path: &str, offset: usize, body: Vec<u8>) -> Response {
         self.tus(Method::PATCH, path)
             .header("upload-offset", offset)
@@ -244,6 +257,15 @@ impl TestApp {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
+}
+
+/// The head of a raw HTTP/1.1 PATCH; `framing` is its Content-Length or
+/// Transfer-Encoding lines (each ending in CRLF).
+pub fn patch_head(path: &str, offset: usize, framing: &str) -> String {
+    format!(
+        "PATCH {path} HTTP/1.1\r\nHost: x\r\nTus-Resumable: 1.0.0\r\nUpload-Offset: {offset}\r\n\
+         Content-Type: application/offset+octet-stream\r\n{framing}\r\n"
+    )
 }
 
 pub fn location(res: &Response) -> String {

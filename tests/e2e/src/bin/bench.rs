@@ -16,7 +16,6 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use e2e::*;
 use shared::configuration::Env;
-use tokio::io::AsyncWriteExt;
 
 const UPLOAD_BYTES: u64 = 1 << 30;
 const MIB: f64 = (1 << 20) as f64;
@@ -114,23 +113,6 @@ fn rss_kib(pid: u32) -> anyhow::Result<u64> {
     Ok(line.split_whitespace().nth(1).context("bad VmRSS")?.parse()?)
 }
 
-/// Incompressible bytes, so no layer can shortcut the transfer.
-async fn write_random(path: &Path, len: u64) -> anyhow::Result<()> {
-    let mut f = tokio::fs::File::create(path).await?;
-    let mut x: u64 = 0x2545F4914F6CDD1D;
-    let mut buf = vec![0u8; 8 << 20];
-    for _ in 0..len / buf.len() as u64 {
-        for chunk in buf.chunks_exact_mut(8) {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            chunk.copy_from_slice(&x.to_le_bytes());
-        }
-        f.write_all(&buf).await?;
-    }
-    f.flush().await?;
-    Ok(())
-}
 
 /// The worker's own command line (same builder, ladder and preset), run directly.
 async fn bare_ffmpeg(clip: &Path, dir: &Path) -> anyhow::Result<f64> {

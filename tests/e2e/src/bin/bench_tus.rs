@@ -20,7 +20,7 @@ use std::time::Instant;
 use anyhow::{bail, Context};
 use reqwest::Url;
 use shared::configuration::Env;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 
 const MIB: u64 = 1 << 20;
 const ROUNDS: usize = 3;
@@ -35,7 +35,7 @@ async fn main() -> anyhow::Result<()> {
         * MIB;
     let dir = tempfile::tempdir()?;
     let file = dir.path().join("upload.bin");
-    write_random(&file, bytes).await?;
+    e2e::write_random(&file, bytes).await?;
     let storage = shared::storage::S3Settings::from_env(&mut Env::from_process()).store();
     let http = reqwest::Client::new();
     let mut node = start_node_server(8 * MIB).await?;
@@ -185,21 +185,4 @@ async fn start_node_server(part_size: u64) -> anyhow::Result<tokio::process::Chi
         bail!("@tus/server said {line}");
     }
     Ok(child)
-}
-
-async fn write_random(path: &Path, bytes: u64) -> anyhow::Result<()> {
-    let mut f = tokio::fs::File::create(path).await?;
-    let mut x = 0x9e3779b97f4a7c15u64;
-    let mut buf = vec![0u8; MIB as usize];
-    for _ in 0..bytes / MIB {
-        for b in buf.chunks_exact_mut(8) {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            b.copy_from_slice(&x.to_le_bytes());
-        }
-        f.write_all(&buf).await?;
-    }
-    f.flush().await?;
-    Ok(())
 }
