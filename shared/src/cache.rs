@@ -49,6 +49,19 @@ pub struct Cache {
 pub struct Progress {
     pub stage: String,
     pub percent: f64,
+    /// Frames encoded per second, while encoding.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fps: Option<f64>,
+    /// Media seconds encoded per wall-clock second (2.0 = twice real time).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub speed: Option<f64>,
+}
+
+impl Progress {
+    /// A stage without encoder figures (downloading, probing, uploading).
+    pub fn stage(stage: &str, percent: f64) -> Self {
+        Self { stage: stage.into(), percent, fps: None, speed: None }
+    }
 }
 
 impl Cache {

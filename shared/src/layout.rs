@@ -3,11 +3,15 @@
 //!
 //! ```text
 //! sources/{video_id}                 the uploaded file, byte for byte (one multipart upload)
-//! hls/{video_id}/{rendition}/init.mp4         CMAF init segment of one rung
-//! hls/{video_id}/{rendition}/seg_00000.m4s    CMAF media segments (6 s)
-//! hls/{video_id}/{rendition}/index.m3u8       the rung's VOD playlist
-//! hls/{video_id}/poster.jpg          poster image
-//! hls/{video_id}/master.m3u8         written last: its presence means "playable"
+//! hls/{video_id}/{attempt_id}/                one transcode attempt's outputs; the committed
+//!                                             attempt's folder is in the row's master_key
+//!   {rung}/init_N.mp4, {rung}/seg_00000.m4s   CMAF init and 6 s media segments (video rungs,
+//!   audio/init_N.mp4, audio/seg_00000.m4s       and the one audio rendition)
+//!   {rung}/index.m3u8, audio/index.m3u8       VOD media playlists
+//!   {rung}/iframes.m3u8                       I-frame playlist (byte ranges into the segments)
+//!   manifest.mpd                              DASH manifest over the same segments
+//!   poster.jpg, sprite_000.jpg…, thumbnails.vtt   poster; scrubbing thumbnails
+//!   master.m3u8                               written last: its presence means "complete"
 //! tus/partials/{upload_id}           a tus partial upload (concatenation), until assembled
 //! tus/tails/{upload_id}              a tus upload's bytes past its last whole S3 part
 //! ```
@@ -30,11 +34,34 @@ pub fn hls_prefix(video_id: Uuid) -> String {
     format!("hls/{video_id}/")
 }
 
-pub fn master_playlist(video_id: Uuid) -> String {
-    format!("hls/{video_id}/master.m3u8")
+/// The folder one transcode attempt writes to. Attempts never share one, so
+/// an attempt that is cut off cannot mix its objects into another's.
+pub fn attempt_prefix(video_id: Uuid, attempt_id: Uuid) -> String {
+    format!("hls/{video_id}/{attempt_id}/")
+}
+
+pub const MASTER_PLAYLIST: &str = "master.m3u8";
+
+/// The folder a committed video is served from, given its row's master_key.
+pub fn served_prefix(master_key: &str) -> Option<&str> {
+    master_key.strip_suffix(MASTER_PLAYLIST).filter(|p| p.starts_with("hls/") && p.ends_with('/'))
 }
 
 /// Public URL path of an HLS object, as the origin and edges serve it.
 pub fn public_hls_path(video_id: Uuid, relative: &str) -> String {
     format!("/hls/{video_id}/{relative}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_served_folder_is_the_committed_attempts() {
+        let (v, a) = (Uuid::now_v7(), Uuid::now_v7());
+        let master = format!("{}{MASTER_PLAYLIST}", attempt_prefix(v, a));
+        assert_eq!(served_prefix(&master), Some(attempt_prefix(v, a).as_str()));
+        assert!(attempt_prefix(v, a).starts_with(&hls_prefix(v)));
+        assert_eq!(served_prefix("sources/x"), None);
+    }
 }

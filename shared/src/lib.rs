@@ -6,7 +6,7 @@
 //! - [`extract`] — path values parsed into newtypes at the boundary.
 //! - [`telemetry`] — tracing, OTLP export, trace context over HTTP and AMQP.
 //! - [`db`] — PostgreSQL pool and migrations.
-//! - [`queue`] — RabbitMQ topology, job message, confirmed publisher.
+//! - [`queue`] — RabbitMQ topology, job message, confirmed publisher, dead letters.
 //! - [`storage`] — S3 client and the bounded-memory multipart writer.
 //! - [`layout`] — the bucket's key layout.
 //! - [`range`] — HTTP byte ranges.
@@ -15,6 +15,7 @@
 //! - [`metrics`] — Prometheus registry and HTTP metrics.
 //! - [`server`] — the HTTP server wrapper every service runs in.
 //! - [`videos`] — the catalogue and the upload intake.
+//! - [`transcodes`] — a transcode's transitions: claim, commit, fail, revive.
 
 pub mod backends;
 pub mod cache;
@@ -32,4 +33,5 @@ pub mod storage;
 pub mod telemetry;
 #[cfg(feature = "testing")]
 pub mod testing;
+pub mod transcodes;
 pub mod videos;

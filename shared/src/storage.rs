@@ -177,15 +177,27 @@ impl Storage {
         Ok(n)
     }
 
-    /// Deletes every object under a prefix, 1000 (S3's batch limit) at a time; returns how many.
+    /// Deletes every object under a prefix; returns how many.
     pub async fn delete_prefix(&self, prefix: &str) -> anyhow::Result<usize> {
-        let keys = self.list_keys(prefix).await?;
+        self.delete_prefix_except(prefix, None).await
+    }
+
+    /// Deletes every object under `prefix` except those under `keep`.
+    pub async fn delete_prefix_except(&self, prefix: &str, keep: Option<&str>) -> anyhow::Result<usize> {
+        let mut keys = self.list_keys(prefix).await?;
+        keys.retain(|k| keep.is_none_or(|keep| !k.starts_with(keep)));
+        self.delete_keys(&keys).await?;
+        Ok(keys.len())
+    }
+
+    /// Deletes the keys, 1000 (S3's batch limit) at a time.
+    pub async fn delete_keys(&self, keys: &[String]) -> anyhow::Result<()> {
         for batch in keys.chunks(1000) {
             let ids = batch.iter().map(|k| ObjectIdentifier::builder().key(k).build()).collect::<Result<Vec<_>, _>>()?;
             let delete = Delete::builder().set_objects(Some(ids)).quiet(true).build()?;
-            self.client.delete_objects().bucket(&self.bucket).delete(delete).send().await?;
+            self.client.delete_objects().bucket(&self.bucket).delete(delete).send().await.context("DeleteObjects")?;
         }
-        Ok(keys.len())
+        Ok(())
     }
 
     pub async fn list_keys(&self, prefix: &str) -> anyhow::Result<Vec<String>> {

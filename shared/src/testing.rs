@@ -49,3 +49,23 @@ impl World {
         Self { id, backends: b }
     }
 }
+
+impl World {
+    /// The world as environment variables, for a service started as a process.
+    pub fn env(&self) -> Vec<(&'static str, String)> {
+        let b = &self.backends;
+        vec![
+            ("DATABASE_URL", b.database.url.expose().to_owned()),
+            ("AMQP_URL", b.queue.url.expose().to_owned()),
+            ("AMQP_PREFIX", b.queue.prefix.clone()),
+            ("REDIS_URL", b.redis.url.expose().to_owned()),
+            ("REDIS_PREFIX", b.redis.prefix.clone()),
+            ("S3_ENDPOINT", b.s3.endpoint.clone()),
+            ("S3_REGION", b.s3.region.clone()),
+            ("S3_ACCESS_KEY_ID", b.s3.access_key_id.clone()),
+            ("S3_SECRET_ACCESS_KEY", b.s3.secret_access_key.expose().to_owned()),
+            ("S3_BUCKET", b.s3.bucket.clone()),
+            ("S3_FORCE_PATH_STYLE", b.s3.force_path_style.to_string()),
+        ]
+    }
+}

@@ -4,8 +4,10 @@
 //! ```text
 //! uploaded ──publish confirmed──▶ queued ──worker──▶ processing ──▶ ready
 //!     ▲  (republisher retries                            └──────▶ failed
-//!     └── publishes that failed)
+//!     └── publishes that failed; a dead job requeued)    any ──DELETE──▶ deleting ──▶ (row gone)
 //! ```
+//!
+//! The transitions a transcode makes are in [`crate::transcodes`].
 //!
 //! A video row is written only after its source object is complete in S3, so
 //! no row ever claims bytes that are not there.
@@ -19,6 +21,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::queue::{Publisher, TranscodeJob};
+use crate::layout;
 use crate::storage::Stored;
 
 #[derive(Debug, Clone, sqlx::FromRow, Serialize)]
@@ -64,16 +67,6 @@ pub struct NewVideo {
     pub stored: Stored,
 }
 
-/// What a finished transcode stored.
-#[derive(Debug, Clone)]
-pub struct Transcoded {
-    pub duration_seconds: f64,
-    pub width: i32,
-    pub height: i32,
-    pub master_key: String,
-    pub renditions: Vec<Rendition>,
-}
-
 #[derive(Clone)]
 pub struct Videos {
     pool: PgPool,
@@ -81,8 +74,6 @@ pub struct Videos {
 
 const COLUMNS: &str = "id, title, description, status, source_key, source_size, source_sha256, content_type, \
     duration_seconds, width, height, master_key, error, created_at, updated_at";
-
-const FAIL_VIDEO: &str = "UPDATE videos SET status = 'failed', error = $2, updated_at = now() WHERE id = $1 AND status <> 'ready'";
 
 impl Videos {
     pub fn new(pool: PgPool) -> Self {
@@ -145,101 +136,29 @@ impl Videos {
         Ok(())
     }
 
-    /// Moves a video to `processing` and opens an attempt row. None when the
-    /// video is gone, already `ready` or already `failed`: the job is then
-    /// acknowledged without work (redeliveries are expected, not errors).
-    pub async fn start_attempt(&self, job: &TranscodeJob, worker: &str) -> anyhow::Result<Option<Uuid>> {
-        let mut tx = self.pool.begin().await?;
-        let claimed = sqlx::query(
-            "UPDATE videos SET status = 'processing', error = NULL, updated_at = now() \
-             WHERE id = $1 AND status IN ('uploaded', 'queued', 'processing')",
-        )
-        .bind(job.video_id)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        if claimed == 0 {
-            return Ok(None);
-        }
-        let attempt_id = Uuid::now_v7();
-        sqlx::query(
-            "INSERT INTO transcode_attempts (id, video_id, job_id, attempt, worker, outcome) VALUES ($1, $2, $3, $4, $5, 'running')",
-        )
-        .bind(attempt_id)
-        .bind(job.video_id)
-        .bind(job.job_id)
-        .bind(job.attempt as i32)
-        .bind(worker)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(Some(attempt_id))
+    /// First phase of a deletion: the row turns `deleting`, which cancels a
+    /// running transcode and hides the video, and is returned so its objects
+    /// can be removed. None when there is no such video.
+    pub async fn begin_delete(&self, id: Uuid) -> anyhow::Result<Option<Video>> {
+        Ok(sqlx::query_as(&format!(
+            "UPDATE videos SET status = 'deleting', updated_at = now() WHERE id = $1 RETURNING {COLUMNS}"
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?)
     }
 
-    /// Commits a finished transcode: renditions, metadata and `ready` in one
-    /// transaction, so readers see all of it or none.
-    pub async fn mark_ready(&self, video_id: Uuid, attempt_id: Uuid, t: &Transcoded) -> anyhow::Result<()> {
-        let mut tx = self.pool.begin().await?;
-        sqlx::query("DELETE FROM renditions WHERE video_id = $1").bind(video_id).execute(&mut *tx).await?;
-        for r in &t.renditions {
-            sqlx::query(
-                "INSERT INTO renditions (video_id, name, width, height, bandwidth, average_bandwidth, codecs, frame_rate, playlist_key) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-            )
-            .bind(video_id)
-            .bind(&r.name)
-            .bind(r.width)
-            .bind(r.height)
-            .bind(r.bandwidth)
-            .bind(r.average_bandwidth)
-            .bind(&r.codecs)
-            .bind(r.frame_rate)
-            .bind(&r.playlist_key)
-            .execute(&mut *tx)
-            .await?;
-        }
-        sqlx::query(
-            "UPDATE videos SET status = 'ready', error = NULL, duration_seconds = $2, width = $3, height = $4, master_key = $5, \
-             updated_at = now() WHERE id = $1",
-        )
-        .bind(video_id)
-        .bind(t.duration_seconds)
-        .bind(t.width)
-        .bind(t.height)
-        .bind(&t.master_key)
-        .execute(&mut *tx)
-        .await?;
-        close_attempt(&mut tx, attempt_id, "succeeded", None).await?;
-        tx.commit().await?;
+    /// Second phase, once the objects are gone: the row (and, by cascade,
+    /// its renditions and attempts) goes too.
+    pub async fn finish_delete(&self, id: Uuid) -> anyhow::Result<()> {
+        sqlx::query("DELETE FROM videos WHERE id = $1 AND status = 'deleting'").bind(id).execute(&self.pool).await?;
         Ok(())
     }
 
-    /// A permanent failure: the video is `failed` with a reason a person can read.
-    pub async fn mark_failed(&self, video_id: Uuid, attempt_id: Uuid, reason: &str) -> anyhow::Result<()> {
-        let mut tx = self.pool.begin().await?;
-        sqlx::query(FAIL_VIDEO)
-            .bind(video_id)
-            .bind(reason)
-            .execute(&mut *tx)
-            .await?;
-        close_attempt(&mut tx, attempt_id, "failed", Some(reason)).await?;
-        tx.commit().await?;
-        Ok(())
-    }
-
-    /// Retries are exhausted: the video is `failed`, no attempt is open.
-    pub async fn give_up(&self, video_id: Uuid, reason: &str) -> anyhow::Result<()> {
-        sqlx::query(FAIL_VIDEO).bind(video_id).bind(reason).execute(&self.pool).await?;
-        Ok(())
-    }
-
-    /// A transient failure: the attempt is closed, the video stays in flight
-    /// for the redelivery to pick up.
-    pub async fn attempt_failed(&self, attempt_id: Uuid, reason: &str) -> anyhow::Result<()> {
-        let mut tx = self.pool.begin().await?;
-        close_attempt(&mut tx, attempt_id, "failed", Some(reason)).await?;
-        tx.commit().await?;
-        Ok(())
+    /// Every object of a video: its source and everything any attempt wrote.
+    pub async fn delete_objects(storage: &crate::storage::Storage, v: &Video) -> anyhow::Result<()> {
+        storage.delete_prefix(&layout::hls_prefix(v.id)).await?;
+        storage.delete(&v.source_key).await
     }
 
     /// Claims one video stuck in `uploaded` (its publish failed) for
@@ -258,21 +177,6 @@ impl Videos {
     }
 }
 
-async fn close_attempt(
-    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
-    attempt_id: Uuid,
-    outcome: &str,
-    error: Option<&str>,
-) -> anyhow::Result<()> {
-    sqlx::query("UPDATE transcode_attempts SET outcome = $2, error = $3, finished_at = now() WHERE id = $1")
-        .bind(attempt_id)
-        .bind(outcome)
-        .bind(error)
-        .execute(&mut **tx)
-        .await?;
-    Ok(())
-}
-
 /// The outcome of handing a stored upload to the pipeline.
 #[derive(Debug)]
 pub struct Registered {
@@ -286,13 +190,13 @@ pub struct Registered {
 /// upload path so a video is born the same way whatever protocol brought it.
 pub async fn register_and_enqueue(videos: &Videos, publisher: &Publisher, new: NewVideo) -> anyhow::Result<Registered> {
     videos.insert_uploaded(&new).await?;
-    let enqueued = enqueue(videos, publisher, new.id, &new.stored.key).await;
+    let enqueued = enqueue(videos, publisher, new.id, &new.stored.key, new.stored.size).await;
     let video = videos.get(new.id).await?.context("video row vanished after insert")?;
     Ok(Registered { video, enqueued })
 }
 
-async fn enqueue(videos: &Videos, publisher: &Publisher, id: Uuid, source_key: &str) -> bool {
-    let job = TranscodeJob::new(id, source_key.to_owned());
+async fn enqueue(videos: &Videos, publisher: &Publisher, id: Uuid, source_key: &str, source_size: u64) -> bool {
+    let job = TranscodeJob::new(id, source_key.to_owned(), source_size);
     match publisher.publish(&job).await {
         Ok(()) => match videos.mark_queued(id).await {
             Ok(()) => true,
@@ -320,7 +224,7 @@ pub async fn republish_stranded(videos: Videos, publisher: std::sync::Arc<Publis
         for _ in 0..batch {
             match videos.claim_stranded(every).await {
                 Ok(Some(v)) => {
-                    if enqueue(&videos, &publisher, v.id, &v.source_key).await {
+                    if enqueue(&videos, &publisher, v.id, &v.source_key, v.source_size as u64).await {
                         tracing::info!(video_id = %v.id, "republished stranded upload");
                     } else {
                         break;
