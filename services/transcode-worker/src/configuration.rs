@@ -1,6 +1,7 @@
 //! Settings of the transcode worker.
 
 use std::path::PathBuf;
+use std::str::FromStr;
 use std::time::Duration;
 
 use shared::backends::BackendSettings;
@@ -15,9 +16,59 @@ pub struct Settings {
     pub http: HttpSettings,
     pub telemetry: TelemetrySettings,
     pub backends: BackendSettings,
-    pub concurrency: u16,
-    pub max_attempts: u32,
+    pub intake: IntakeSettings,
     pub transcode: TranscodeSettings,
+}
+
+/// How jobs reach the worker: pushed by the broker, or pulled by polling.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Mode {
+    #[default]
+    Push,
+    Pull,
+}
+
+impl Mode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Push => "push",
+            Mode::Pull => "pull",
+        }
+    }
+}
+
+impl FromStr for Mode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim() {
+            "push" => Ok(Mode::Push),
+            "pull" => Ok(Mode::Pull),
+            other => Err(format!("{other:?} is not push or pull")),
+        }
+    }
+}
+
+/// Taking jobs and settling them.
+#[derive(Debug, Clone, Default)]
+pub struct IntakeSettings {
+    pub mode: Mode,
+    pub concurrency: u16,
+    /// Pull mode: the poll interval right after an empty poll…
+    pub poll_min: Duration,
+    /// …doubling per empty poll up to this.
+    pub poll_max: Duration,
+    pub max_attempts: u32,
+    /// The first retry waits this long, each later one twice the one before…
+    pub retry_base: Duration,
+    /// …up to this.
+    pub retry_max: Duration,
+}
+
+impl IntakeSettings {
+    /// The wait before attempt `attempt + 1`.
+    pub fn retry_delay(&self, attempt: u32) -> Duration {
+        self.retry_base.saturating_mul(1 << attempt.saturating_sub(1).min(20)).min(self.retry_max)
+    }
 }
 
 #[derive(Debug, Clone, Default)]
@@ -36,8 +87,15 @@ impl Settings {
             http: HttpSettings::from_env(env, "0.0.0.0:8021"),
             telemetry: TelemetrySettings::from_env(env),
             backends: BackendSettings::from_env(env),
-            concurrency: env.optional("WORKER_CONCURRENCY", "1", "jobs run at once (= AMQP prefetch); each is one ffmpeg"),
-            max_attempts: env.optional("WORKER_MAX_ATTEMPTS", "3", "attempts before a transiently failing job is dead-lettered"),
+            intake: IntakeSettings {
+                mode: env.optional("WORKER_MODE", "push", "push: the broker pushes jobs (basic.consume); pull: the worker polls (basic.get)"),
+                concurrency: env.optional("WORKER_CONCURRENCY", "1", "jobs run at once (push: the AMQP prefetch); each is one ffmpeg"),
+                poll_min: env.optional::<Seconds>("WORKER_POLL_MIN", "50ms", "pull mode: poll interval after the first empty poll").0,
+                poll_max: env.optional::<Seconds>("WORKER_POLL_MAX", "2s", "pull mode: the interval doubles while idle, up to this").0,
+                max_attempts: env.optional("WORKER_MAX_ATTEMPTS", "3", "attempts before a transiently failing job is dead-lettered"),
+                retry_base: env.optional::<Seconds>("WORKER_RETRY_BASE", "5s", "delay before the first retry; doubles per attempt").0,
+                retry_max: env.optional::<Seconds>("WORKER_RETRY_MAX", "5m", "longest delay between retries").0,
+            },
             transcode: TranscodeSettings {
                 ladder: env.optional("TRANSCODE_LADDER", DEFAULT_LADDER, "rungs as 1080p=6000k,720p=3000k,..."),
                 preset: env.optional("FFMPEG_PRESET", "veryfast", "libx264 preset (speed vs compression)"),
@@ -47,12 +105,38 @@ impl Settings {
                 stall_timeout: env.optional::<Seconds>("FFMPEG_STALL_TIMEOUT", "120s", "kill ffmpeg after this long without progress").0,
             },
         };
-        if s.concurrency == 0 {
+        let i = &s.intake;
+        if i.concurrency == 0 {
             env.invalid("WORKER_CONCURRENCY must be at least 1");
         }
-        if s.max_attempts == 0 {
+        if i.max_attempts == 0 {
             env.invalid("WORKER_MAX_ATTEMPTS must be at least 1");
         }
+        if i.poll_min.is_zero() || i.poll_min > i.poll_max {
+            env.invalid("WORKER_POLL_MIN must be above zero and at most WORKER_POLL_MAX");
+        }
+        if i.retry_base < Duration::from_millis(1) || i.retry_base > i.retry_max {
+            env.invalid("WORKER_RETRY_BASE must be at least 1ms and at most WORKER_RETRY_MAX");
+        }
         s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_delays_double_up_to_the_cap() {
+        let i = IntakeSettings { retry_base: Duration::from_secs(5), retry_max: Duration::from_secs(60), ..Default::default() };
+        let d: Vec<u64> = (1..=6).map(|a| i.retry_delay(a).as_secs()).collect();
+        assert_eq!(d, [5, 10, 20, 40, 60, 60]);
+        assert_eq!(i.retry_delay(u32::MAX), Duration::from_secs(60));
+    }
+
+    #[test]
+    fn modes_parse_and_others_are_named_in_the_error() {
+        assert_eq!("pull".parse::<Mode>(), Ok(Mode::Pull));
+        assert!("poll".parse::<Mode>().unwrap_err().contains("poll"));
     }
 }

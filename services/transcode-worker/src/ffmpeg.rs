@@ -1,5 +1,7 @@
-//! The one ffmpeg process per job: one decode, a `split` to every rung and a
-//! poster, one encode per rung, CMAF (fMP4) HLS out.
+//! The one ffmpeg process per job: one decode, a `split` to every rung, the
+//! poster and the thumbnail sprites; one encode per rung and one audio
+//! encode; CMAF (fMP4) HLS out, video and audio in separate renditions so
+//! the same segments also serve DASH and an audio-only variant.
 //!
 //! Keyframes are forced every 2 s on the shared timeline (and scene-cut
 //! keyframes are off), so every rung has IDR frames at the same instants and
@@ -13,14 +15,17 @@ use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 use tokio::process::Command;
 
-use crate::job::JobError;
+use crate::job::{Failure, JobError};
 use crate::ladder::PlannedRung;
 use crate::probe::SourceInfo;
+use crate::thumbnails::Sprites;
 
 pub const SEGMENT_SECONDS: u32 = 6;
 pub const KEYFRAME_SECONDS: u32 = 2;
 pub const AUDIO_KBPS: u32 = 128;
 pub const POSTER_FILE: &str = "poster.jpg";
+/// The audio rendition's folder and name.
+pub const AUDIO_NAME: &str = "audio";
 
 /// What to encode and where.
 pub struct Encode<'a> {
@@ -29,6 +34,7 @@ pub struct Encode<'a> {
     pub rungs: &'a [PlannedRung],
     pub source: &'a SourceInfo,
     pub preset: &'a str,
+    pub sprites: &'a Sprites,
 }
 
 /// The poster comes from 10% into the video (capped at 10 s): past any fade-in.
@@ -38,16 +44,17 @@ pub fn poster_time(duration: f64) -> f64 {
 
 pub fn args(e: &Encode) -> Vec<String> {
     let n = e.rungs.len();
-    let mut graph = format!("[0:v]split={}", n + 1);
+    let mut graph = format!("[0:v]split={}", n + 2);
     for i in 0..n {
         graph.push_str(&format!("[s{i}]"));
     }
-    graph.push_str("[sp]");
+    graph.push_str("[sp][st]");
     for (i, r) in e.rungs.iter().enumerate() {
         graph.push_str(&format!(";[s{i}]scale={}:{},setsar=1[v{i}]", r.width, r.height));
     }
     let top = &e.rungs[0];
     graph.push_str(&format!(";[sp]select='gte(t\\,{:.3})',scale={}:{},setsar=1[poster]", poster_time(e.source.duration), top.width, top.height));
+    graph.push_str(&format!(";[st]{}[sprite]", e.sprites.filter()));
 
     let gop = ((e.source.frame_rate * KEYFRAME_SECONDS as f64).round() as u32).max(1).to_string();
     let mut a: Vec<String> = ["-hide_banner", "-nostdin", "-y", "-loglevel", "error", "-progress", "pipe:1", "-nostats", "-i"]
@@ -57,9 +64,9 @@ pub fn args(e: &Encode) -> Vec<String> {
     a.extend(["-filter_complex".into(), graph]);
     for i in 0..n {
         a.extend(["-map".into(), format!("[v{i}]")]);
-        if e.source.has_audio {
-            a.extend(["-map".into(), "0:a:0".into()]);
-        }
+    }
+    if e.source.has_audio {
+        a.extend(["-map".into(), "0:a:0".into()]);
     }
     a.extend(
         [
@@ -79,13 +86,10 @@ pub fn args(e: &Encode) -> Vec<String> {
     if e.source.has_audio {
         a.extend(["-c:a", "aac", "-b:a", &format!("{AUDIO_KBPS}k"), "-ac", "2", "-ar", "48000"].map(String::from));
     }
-    let stream_map = e
-        .rungs
-        .iter()
-        .enumerate()
-        .map(|(i, r)| if e.source.has_audio { format!("v:{i},a:{i},name:{}", r.name) } else { format!("v:{i},name:{}", r.name) })
-        .collect::<Vec<_>>()
-        .join(" ");
+    let mut stream_map: Vec<String> = e.rungs.iter().enumerate().map(|(i, r)| format!("v:{i},name:{}", r.name)).collect();
+    if e.source.has_audio {
+        stream_map.push(format!("a:0,name:{AUDIO_NAME}"));
+    }
     let out = e.out_dir.display();
     a.extend(
         [
@@ -93,8 +97,10 @@ pub fn args(e: &Encode) -> Vec<String> {
             "-hls_segment_type", "fmp4", "-hls_flags", "independent_segments",
             "-hls_fmp4_init_filename", "init.mp4",
             "-hls_segment_filename", &format!("{out}/%v/seg_%05d.m4s"),
-            "-var_stream_map", &stream_map, &format!("{out}/%v/index.m3u8"),
+            "-var_stream_map", &stream_map.join(" "), &format!("{out}/%v/index.m3u8"),
             "-map", "[poster]", "-frames:v", "1", "-update", "1", &format!("{out}/{POSTER_FILE}"),
+            "-map", "[sprite]", "-c:v", "mjpeg", "-q:v", "5", "-start_number", "0", "-f", "image2",
+            &format!("{out}/{}", crate::thumbnails::SHEET_PATTERN),
         ]
         .map(String::from),
     );
@@ -127,19 +133,16 @@ pub fn parse_progress_line(line: &str, p: &mut Progress) -> bool {
     false
 }
 
-/// Runs ffmpeg to completion. Kills it if no progress report arrives within
-/// `stall` (a hung decode must not hold a job slot forever). Exit by signal
-/// is transient (OOM killer, operator); a non-zero exit code is permanent,
-/// with the tail of ffmpeg's own error output as the reason.
+/// Runs ffmpeg to completion. Kills it when its output time has not moved
+/// for `stall` (a hung decode or a stuck filesystem must not hold a job slot
+/// forever). Exit by signal (ours, the OOM killer's, an operator's) is
+/// transient; a non-zero exit code is permanent, with the tail of ffmpeg's
+/// own error output as the reason. Dropping the future kills ffmpeg.
 pub async fn run(ffmpeg: &str, args: &[String], stall: Duration, mut on_progress: impl FnMut(&Progress)) -> Result<(), JobError> {
-    let mut child = Command::new(ffmpeg)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .map_err(|e| JobError::Transient(anyhow::anyhow!("cannot run {ffmpeg}: {e}")))?;
+    let mut cmd = Command::new(ffmpeg);
+    cmd.args(args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true);
+    die_with_parent(&mut cmd);
+    let mut child = cmd.spawn().map_err(|e| JobError::transient(Failure::Internal, anyhow::anyhow!("cannot run {ffmpeg}: {e}")))?;
     let mut stderr = child.stderr.take().expect("piped");
     let stderr_tail = tokio::spawn(async move {
         // Only the tail matters for the reason; cap what we keep.
@@ -158,28 +161,52 @@ pub async fn run(ffmpeg: &str, args: &[String], stall: Duration, mut on_progress
     });
     let mut lines = BufReader::new(child.stdout.take().expect("piped")).lines();
     let mut p = Progress::default();
+    let mut last_advance = tokio::time::Instant::now();
+    let mut last_out = -1.0;
     loop {
-        match tokio::time::timeout(stall, lines.next_line()).await {
+        let deadline = last_advance + stall;
+        match tokio::time::timeout_at(deadline, lines.next_line()).await {
             Err(_) => {
                 let _ = child.kill().await;
-                return Err(JobError::Transient(anyhow::anyhow!("ffmpeg made no progress for {} s and was killed", stall.as_secs())));
+                return Err(JobError::transient(
+                    Failure::Stalled,
+                    anyhow::anyhow!("ffmpeg made no progress for {} s and was killed", stall.as_secs_f64()),
+                ));
             }
             Ok(Ok(Some(line))) => {
                 if parse_progress_line(&line, &mut p) {
+                    if p.out_seconds > last_out {
+                        last_out = p.out_seconds;
+                        last_advance = tokio::time::Instant::now();
+                    }
                     on_progress(&p);
                 }
             }
             Ok(Ok(None)) | Ok(Err(_)) => break,
         }
     }
-    let status = child.wait().await.map_err(|e| JobError::Transient(e.into()))?;
+    let status = child.wait().await.map_err(|e| JobError::transient(Failure::Internal, e.into()))?;
     let tail = stderr_tail.await.unwrap_or_default();
     if status.success() {
         return Ok(());
     }
     match status.code() {
         Some(code) => Err(JobError::Permanent(format!("ffmpeg could not transcode the video (exit {code}): {}", last_line(&tail)))),
-        None => Err(JobError::Transient(anyhow::anyhow!("ffmpeg was killed by a signal: {}", last_line(&tail)))),
+        None => Err(JobError::transient(Failure::FfmpegKilled, anyhow::anyhow!("ffmpeg was killed by a signal: {}", last_line(&tail)))),
+    }
+}
+
+/// A worker killed with SIGKILL cannot kill its ffmpeg; the kernel does it
+/// for us, so a dead worker does not leave an encoder burning CPU.
+fn die_with_parent(cmd: &mut Command) {
+    // SAFETY: prctl is async-signal-safe and touches no memory of ours.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
     }
 }
 
@@ -196,19 +223,26 @@ mod tests {
         SourceInfo { width: 1280, height: 720, frame_rate: 30.0, duration: 20.0, has_audio: audio }
     }
 
+    fn encode<'a>(rungs: &'a [PlannedRung], src: &'a SourceInfo, sprites: &'a Sprites) -> Vec<String> {
+        args(&Encode { input: Path::new("/in"), out_dir: Path::new("/out"), rungs, source: src, preset: "veryfast", sprites })
+    }
+
     #[test]
     fn one_process_encodes_every_rung_from_one_split() {
         let rungs = "720p=3000k,360p=365k".parse::<Ladder>().unwrap().plan(1280, 720);
         let src = source(true);
-        let a = args(&Encode { input: Path::new("/in"), out_dir: Path::new("/out"), rungs: &rungs, source: &src, preset: "veryfast" });
+        let sprites = Sprites::plan(&src);
+        let a = encode(&rungs, &src, &sprites);
         let joined = a.join(" ");
-        assert!(joined.contains("[0:v]split=3[s0][s1][sp]"));
+        assert!(joined.contains("[0:v]split=4[s0][s1][sp][st]"));
+        assert!(joined.contains(&format!("[st]{}[sprite]", sprites.filter())));
         assert!(joined.contains("scale=1280:720") && joined.contains("scale=640:360"));
         assert!(joined.contains("-g 60 -keyint_min 60"));
         assert!(joined.contains("-sc_threshold 0"));
         assert!(joined.contains("expr:gte(t,n_forced*2)"));
         assert!(joined.contains("-b:v:1 365k"));
-        assert!(joined.contains("v:0,a:0,name:720p v:1,a:1,name:360p"));
+        assert!(joined.contains("v:0,name:720p v:1,name:360p a:0,name:audio"), "video rungs and one audio rendition");
+        assert_eq!(a.iter().filter(|x| *x == "0:a:0").count(), 1, "audio is encoded once");
         assert_eq!(a.iter().filter(|x| *x == "-i").count(), 1, "exactly one input, decoded once");
     }
 
@@ -216,9 +250,9 @@ mod tests {
     fn silent_sources_map_no_audio() {
         let rungs = "360p=365k".parse::<Ladder>().unwrap().plan(640, 360);
         let src = source(false);
-        let a = args(&Encode { input: Path::new("/in"), out_dir: Path::new("/out"), rungs: &rungs, source: &src, preset: "veryfast" }).join(" ");
-        assert!(!a.contains("0:a:0") && !a.contains("-c:a"));
-        assert!(a.contains("v:0,name:360p"));
+        let a = encode(&rungs, &src, &Sprites::plan(&src)).join(" ");
+        assert!(!a.contains("0:a:0") && !a.contains("-c:a") && !a.contains("name:audio"));
+        assert!(a.contains("-var_stream_map v:0,name:360p "));
     }
 
     #[test]

@@ -1,20 +1,40 @@
-//! transcode-worker: consumes jobs from RabbitMQ and turns each uploaded
-//! source into a CMAF HLS ladder in S3, with one ffmpeg process per job.
+//! transcode-worker: takes jobs from RabbitMQ (pushed or pulled) and turns
+//! each uploaded source into CMAF HLS and DASH, with thumbnails, in S3, with
+//! one ffmpeg process per job.
 //!
 //! - [`configuration`] — settings.
-//! - [`startup`] — builds the worker and its health/metrics server.
-//! - [`consumer`] — AMQP consumption and settlement (ack, retry, dead-letter).
-//! - [`job`] — one job end to end.
+//! - [`startup`] — builds the worker and its health/metrics/admin server.
+//! - [`consumer`] — the broker connection; [`push`] and [`pull`] take jobs.
+//! - [`settle`] — one delivery: run, then ack, retry or dead-letter.
+//! - [`job`] — one job's life: claim, produce, commit, clean up, cancel.
+//! - [`outputs`] — what an attempt stores, from one ffmpeg pass.
 //! - [`probe`] — ffprobe and input validation.
 //! - [`ladder`] — which rungs a source gets.
 //! - [`ffmpeg`] — the single-pass command and its progress.
 //! - [`package`] — measuring outputs; the master playlist.
+//! - [`iframes`], [`isobmff`] — I-frame playlists from the segments' boxes.
+//! - [`dash`] — the MPD over the same segments.
+//! - [`thumbnails`] — sprite sheets and their WebVTT track.
+//! - [`admin`] — dead-letter endpoints.
+//! - [`metrics`] — per-mode metrics.
+//! - [`workdir`] — scratch space, reclaimed after killed workers.
 
+pub mod admin;
 pub mod configuration;
 pub mod consumer;
+pub mod dash;
 pub mod ffmpeg;
+pub mod iframes;
+pub mod isobmff;
 pub mod job;
 pub mod ladder;
+pub mod metrics;
+pub mod outputs;
 pub mod package;
 pub mod probe;
+pub mod pull;
+pub mod push;
+pub mod settle;
 pub mod startup;
+pub mod thumbnails;
+pub mod workdir;

@@ -1,44 +1,24 @@
-//! Builds the worker: clients, migrations, the consumer, and a small HTTP
-//! server for health and metrics.
+//! Builds the worker: clients, migrations, the consumer of the configured
+//! mode, and a small HTTP server for health, metrics and the admin endpoints.
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use axum::Router;
-use prometheus::{Histogram, HistogramOpts, IntCounterVec, IntGauge, Opts};
 use shared::health::Readiness;
 use shared::metrics::Metrics;
+use shared::queue::DeadLetters;
 use shared::server::{with_operational_routes, Server};
+use shared::transcodes::Transcodes;
 use shared::videos::Videos;
 use tokio_util::sync::CancellationToken;
 
+use crate::admin::{self, AdminState};
 use crate::configuration::Settings;
 use crate::consumer::Consumer;
 use crate::job::JobContext;
-
-#[derive(Clone)]
-pub struct WorkerMetrics {
-    pub jobs: IntCounterVec,
-    pub duration: Histogram,
-    pub in_flight: IntGauge,
-}
-
-impl WorkerMetrics {
-    fn new(m: &Metrics) -> Self {
-        Self {
-            jobs: m.register(IntCounterVec::new(Opts::new("transcode_jobs_total", "Jobs by outcome"), &["outcome"]).unwrap()),
-            duration: m.register(
-                Histogram::with_opts(
-                    HistogramOpts::new("transcode_job_duration_seconds", "Time from job start to settlement")
-                        .buckets(vec![1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0]),
-                )
-                .unwrap(),
-            ),
-            in_flight: m.register(IntGauge::new("transcode_jobs_in_flight", "Jobs running now").unwrap()),
-        }
-    }
-}
+use crate::metrics::WorkerMetrics;
+use crate::settle::Settler;
 
 pub struct Application {
     server: Server,
@@ -50,29 +30,21 @@ impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
         let backends = settings.backends.connect().await?;
         let (pool, storage, cache, publisher) = (backends.pool, backends.storage, backends.cache, backends.publisher);
+        let reclaimed = crate::workdir::reclaim(&settings.transcode.work_dir);
+        if reclaimed > 0 {
+            tracing::info!(reclaimed, dir = %settings.transcode.work_dir.display(), "removed scratch folders of killed workers");
+        }
         let metrics = Metrics::new("transcode-worker");
         let connected = Arc::new(AtomicBool::new(false));
         let worker_id = format!("{}-{}", hostname(), std::process::id());
-        let ctx = JobContext {
-            videos: Videos::new(pool.clone()),
-            storage: storage.clone(),
-            cache: cache.clone(),
-            settings: Arc::new(settings.transcode.clone()),
-            worker_id,
-        };
-        let consumer = Arc::new(Consumer {
-            queue: settings.backends.queue.clone(),
-            ctx,
-            publisher,
-            concurrency: settings.concurrency,
-            max_attempts: settings.max_attempts,
-            metrics: WorkerMetrics::new(&metrics),
-            connected: connected.clone(),
-        });
+        let transcodes = Transcodes::new(pool.clone());
+        let ctx = JobContext { transcodes: transcodes.clone(), storage: storage.clone(), cache: cache.clone(), settings: Arc::new(settings.transcode.clone()), worker_id };
+        let settler = Settler { ctx, publisher: publisher.clone(), intake: settings.intake.clone(), metrics: WorkerMetrics::new(&metrics, settings.intake.mode) };
+        let consumer = Arc::new(Consumer { queue: settings.backends.queue.clone(), settler, connected: connected.clone() });
         let readiness = {
             let ffmpeg = settings.transcode.ffmpeg.clone();
             Readiness::new()
-                .postgres(pool)
+                .postgres(pool.clone())
                 .with("rabbitmq", move || {
                     let up = connected.load(Ordering::Relaxed);
                     async move { if up { Ok(()) } else { anyhow::bail!("consumer not connected") } }
@@ -87,7 +59,13 @@ impl Application {
                     }
                 })
         };
-        let app = with_operational_routes(Router::new(), readiness, metrics);
+        let admin = admin::router(AdminState {
+            dead: Arc::new(DeadLetters::new(settings.backends.queue.clone())),
+            publisher,
+            transcodes,
+            videos: Videos::new(pool),
+        });
+        let app = with_operational_routes(admin, readiness, metrics);
         let listener = settings.http.bind().await?;
         let grace = settings.http.shutdown_grace.0;
         Ok(Self { server: Server::new(listener, app, grace), consumer, grace })
@@ -97,7 +75,7 @@ impl Application {
         self.server.port()
     }
 
-    /// Consumes and serves health until `shutdown`; in-flight jobs get the grace period.
+    /// Takes jobs and serves health until `shutdown`; in-flight jobs get the grace period.
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
         let stop = CancellationToken::new();
         let worker = tokio::spawn(self.consumer.clone().run(stop.clone(), self.grace));

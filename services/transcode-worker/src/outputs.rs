@@ -1,0 +1,157 @@
+//! Everything one attempt stores, from one download and one ffmpeg pass:
+//! the HLS ladder and audio rendition, I-frame playlists, the DASH manifest,
+//! the poster and the thumbnail sprites with their WebVTT track. All of it
+//! goes under the attempt's prefix, the master playlist last.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use futures::{StreamExt, TryStreamExt};
+use shared::cache::Progress;
+use shared::layout;
+use shared::queue::TranscodeJob;
+use shared::transcodes::Transcoded;
+use shared::videos::Rendition;
+
+use crate::ffmpeg::{self, Encode, POSTER_FILE};
+use crate::job::{JobContext, JobError};
+use crate::package::{self, Track};
+use crate::thumbnails::{Sprites, VTT_FILE};
+use crate::{dash, probe};
+
+/// Objects uploaded to S3 at once per job.
+const UPLOAD_CONCURRENCY: usize = 8;
+/// Progress writes to Redis at most this often.
+const PROGRESS_EVERY: Duration = Duration::from_secs(1);
+
+pub async fn produce(ctx: &JobContext, job: &TranscodeJob, prefix: &str) -> Result<Transcoded, JobError> {
+    let s = &ctx.settings;
+    tokio::fs::create_dir_all(&s.work_dir).await.with_context(|| format!("creating {}", s.work_dir.display()))?;
+    // Removed on drop, whatever happens below (a cancellation included).
+    let work = tempfile::Builder::new().prefix(&crate::workdir::job_prefix(job.video_id)).tempdir_in(&s.work_dir).context("work dir")?;
+    let input = work.path().join("source");
+    let out_dir = work.path().join("out");
+
+    progress(ctx, job, Progress::stage("downloading", 0.0)).await;
+    ctx.storage.download_to_file(&job.source_key, &input).await.map_err(JobError::storage)?;
+
+    progress(ctx, job, Progress::stage("probing", 0.0)).await;
+    let source = probe::run(&s.ffprobe, &input).await?;
+    let rungs = s.ladder.plan(source.width, source.height);
+    let sprites = Sprites::plan(&source);
+    tracing::info!(video_id = %job.video_id, trace_id = shared::telemetry::current_trace_id(), w = source.width, h = source.height, fps = source.frame_rate,
+        duration = source.duration, rungs = ?rungs.iter().map(|r| &r.name).collect::<Vec<_>>(), "transcoding");
+
+    for r in &rungs {
+        tokio::fs::create_dir_all(out_dir.join(&r.name)).await.context("rendition dir")?;
+    }
+    tokio::fs::create_dir_all(out_dir.join(ffmpeg::AUDIO_NAME)).await.context("audio dir")?;
+    let args = ffmpeg::args(&Encode { input: &input, out_dir: &out_dir, rungs: &rungs, source: &source, preset: &s.preset, sprites: &sprites });
+    let (tx, mut rx) = tokio::sync::watch::channel(Progress::stage("transcoding", 0.0));
+    let reporter = {
+        let (cache, id) = (ctx.cache.clone(), job.video_id);
+        tokio::spawn(async move {
+            while rx.changed().await.is_ok() {
+                let p = rx.borrow_and_update().clone();
+                let _ = cache.set_progress(id, &p).await;
+                tokio::time::sleep(PROGRESS_EVERY).await;
+            }
+        })
+    };
+    let started = Instant::now();
+    let encoded = ffmpeg::run(&s.ffmpeg, &args, s.stall_timeout, |p| {
+        let _ = tx.send(Progress {
+            stage: "transcoding".into(),
+            percent: (100.0 * p.out_seconds / source.duration).clamp(0.0, 100.0),
+            fps: Some(p.fps),
+            speed: Some(p.speed),
+        });
+    })
+    .await;
+    drop(tx);
+    let _ = reporter.await;
+    encoded?;
+    tracing::info!(video_id = %job.video_id, secs = started.elapsed().as_secs_f64(), "ffmpeg finished");
+
+    let mut video = Vec::with_capacity(rungs.len());
+    for r in &rungs {
+        video.push(package::describe(&out_dir, Track::Video(r.clone())).await?);
+    }
+    let audio = if source.has_audio { Some(package::describe(&out_dir, Track::Audio).await?) } else { None };
+    let top = &video[0];
+    tokio::fs::write(out_dir.join(dash::MANIFEST), dash::manifest(&video, audio.as_ref(), source.frame_rate)?).await.context("writing the MPD")?;
+    tokio::fs::write(out_dir.join(VTT_FILE), sprites.vtt(top.duration)).await.context("writing the thumbnails track")?;
+
+    progress(ctx, job, Progress::stage("uploading", 100.0)).await;
+    let mut files: Vec<String> = video.iter().chain(audio.as_ref()).flat_map(|o| o.files.iter().map(move |f| format!("{}/{f}", o.name))).collect();
+    files.extend([POSTER_FILE.to_owned(), dash::MANIFEST.to_owned(), VTT_FILE.to_owned()]);
+    files.extend((0..sprites.sheets()).map(Sprites::sheet_name));
+    upload(ctx, prefix, &out_dir, files).await?;
+    let master = package::master_playlist(&video, audio.as_ref(), source.frame_rate);
+    let master_key = format!("{prefix}{}", layout::MASTER_PLAYLIST);
+    ctx.storage.put_bytes(&master_key, master.into(), content_type(&master_key)).await.map_err(JobError::storage)?;
+
+    let mut renditions: Vec<Rendition> = video
+        .iter()
+        .map(|o| {
+            let Track::Video(rung) = &o.track else { unreachable!("video renditions only") };
+            let (a_peak, a_avg) = audio.as_ref().map(|a| (a.bandwidth, a.average_bandwidth)).unwrap_or((0, 0));
+            Rendition {
+                name: o.name.clone(),
+                width: rung.width as i32,
+                height: rung.height as i32,
+                bandwidth: (o.bandwidth + a_peak) as i64,
+                average_bandwidth: (o.average_bandwidth + a_avg) as i64,
+                codecs: package::variant_codecs(o, audio.as_ref()),
+                frame_rate: source.frame_rate,
+                playlist_key: format!("{prefix}{}/index.m3u8", o.name),
+            }
+        })
+        .collect();
+    if let Some(a) = &audio {
+        renditions.push(Rendition {
+            name: a.name.clone(),
+            width: 0,
+            height: 0,
+            bandwidth: a.bandwidth as i64,
+            average_bandwidth: a.average_bandwidth as i64,
+            codecs: a.codecs.clone(),
+            frame_rate: 0.0,
+            playlist_key: format!("{prefix}{}/index.m3u8", a.name),
+        });
+    }
+    Ok(Transcoded { duration_seconds: top.duration, width: source.width as i32, height: source.height as i32, master_key, renditions })
+}
+
+/// Uploads `files` (relative to `out_dir`) under `prefix`, several at once.
+async fn upload(ctx: &JobContext, prefix: &str, out_dir: &Path, files: Vec<String>) -> Result<(), JobError> {
+    futures::stream::iter(files)
+        .map(|f| async move {
+            let key = format!("{prefix}{f}");
+            ctx.storage.put_file(&key, &out_dir.join(&f), content_type(&key)).await
+        })
+        .buffer_unordered(UPLOAD_CONCURRENCY)
+        .try_collect::<Vec<_>>()
+        .await
+        .map_err(JobError::storage)?;
+    Ok(())
+}
+
+async fn progress(ctx: &JobContext, job: &TranscodeJob, p: Progress) {
+    if let Err(e) = ctx.cache.set_progress(job.video_id, &p).await {
+        tracing::debug!(error = format!("{e:#}"), "could not record progress");
+    }
+}
+
+pub fn content_type(key: &str) -> &'static str {
+    match key.rsplit('.').next() {
+        Some("m3u8") => "application/vnd.apple.mpegurl",
+        Some("m4s") => "video/iso.segment",
+        Some("mp4") => "video/mp4",
+        Some("jpg") => "image/jpeg",
+        Some("mpd") => "application/dash+xml",
+        Some("vtt") => "text/vtt",
+        _ => "application/octet-stream",
+    }
+}
