@@ -1,8 +1,9 @@
 //! GET/HEAD /hls/{video_id}/{*object}: one HLS object of a ready video.
 //!
-//! Readiness is checked against the catalogue (cached briefly: `ready` is
-//! terminal, so a short TTL only delays a deletion). The S3 body is streamed
-//! through, never buffered.
+//! Readiness, and the folder of the attempt that committed, come from the
+//! catalogue (cached briefly: `ready` is terminal, so a short TTL only delays
+//! a deletion). Public paths never name the attempt, so URLs stay the same
+//! whichever attempt won. The S3 body is streamed through, never buffered.
 
 use std::time::Duration;
 
@@ -21,7 +22,8 @@ use uuid::Uuid;
 pub struct OriginState {
     pub videos: Videos,
     pub storage: Storage,
-    pub ready: moka::future::Cache<Uuid, ()>,
+    /// Ready videos and the S3 folder each is served from.
+    pub ready: moka::future::Cache<Uuid, String>,
 }
 
 impl OriginState {
@@ -84,15 +86,22 @@ pub async fn get_object(State(st): State<OriginState>, method: Method, Path((raw
     let Some(object) = HlsObject::parse(&raw_path) else {
         return not_found(format!("{raw_path:?} is not an HLS object name"));
     };
-    if st.ready.get(&id).await.is_none() {
-        match st.videos.get(id).await {
-            Ok(Some(v)) if v.status == "ready" => st.ready.insert(id, ()).await,
-            Ok(Some(v)) => return not_found(format!("video {id} is not ready yet (status: {})", v.status)),
+    let prefix = match st.ready.get(&id).await {
+        Some(prefix) => prefix,
+        None => match st.videos.get(id).await {
+            Ok(Some(v)) if v.status == "ready" => {
+                let Some(prefix) = v.master_key.as_deref().and_then(layout::served_prefix).map(str::to_owned) else {
+                    return Problem::internal(&anyhow::anyhow!("ready video {id} has no usable master_key {:?}", v.master_key)).into_response();
+                };
+                st.ready.insert(id, prefix.clone()).await;
+                prefix
+            }
+            Ok(Some(v)) => return not_found(format!("video {id} is not ready (status: {})", v.status)),
             Ok(None) => return not_found(format!("there is no video {id}")),
             Err(e) => return Problem::unavailable("catalogue", &e).into_response(),
-        }
-    }
-    let key = format!("{}{}", layout::hls_prefix(id), object.path);
+        },
+    };
+    let key = format!("{prefix}{}", object.path);
     let range = headers.get(header::RANGE).and_then(|v| v.to_str().ok());
     let out = match st.storage.get_range(&key, range).await {
         Ok(Fetched::Object(out)) => out,

@@ -256,3 +256,58 @@ async fn an_upload_whose_publish_failed_is_republished_and_queued() {
     let msg = app.take_job().await;
     assert_eq!(shared::queue::TranscodeJob::decode(&msg.delivery.data).unwrap().video_id, id);
 }
+
+#[tokio::test]
+async fn delete_removes_the_row_the_source_and_every_transcode_object() {
+    let app = spawn_app(ByteSize(64 << 20)).await;
+    let res = app.post_raw("video/mp4", pseudo_random(1 << 20)).await;
+    let id = res.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned();
+    let storage = app.world.backends.s3.store();
+    // Objects two attempts stored (a worker's job; the worker tests cover that side).
+    for key in [format!("hls/{id}/a1/master.m3u8"), format!("hls/{id}/a2/240p/seg_00000.m4s")] {
+        storage.put_bytes(&key, "x".into(), "text/plain").await.unwrap();
+    }
+    let res = app.client.delete(format!("{}/api/v1/videos/{id}", app.base)).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    assert_problem(app.get_video(&id).await, StatusCode::NOT_FOUND, "video-not-found").await;
+    assert!(storage.list_keys(&format!("hls/{id}/")).await.unwrap().is_empty());
+    assert!(storage.get(&format!("sources/{id}")).await.unwrap().is_none());
+    assert_eq!(app.video_rows().await, 0);
+    let again = app.client.delete(format!("{}/api/v1/videos/{id}", app.base)).send().await.unwrap();
+    assert_problem(again, StatusCode::NOT_FOUND, "video-not-found").await;
+}
+
+#[tokio::test]
+async fn events_stream_status_changes_and_progress_until_ready() {
+    let app = spawn_app(ByteSize(64 << 20)).await;
+    let res = app.post_raw("video/mp4", pseudo_random(1 << 20)).await;
+    let id: uuid::Uuid = res.json::<Value>().await.unwrap()["id"].as_str().unwrap().parse().unwrap();
+    let pool = app.world.backends.database.pool().unwrap();
+    let cache = app.world.backends.redis.cache().unwrap();
+    let mut events = app.client.get(format!("{}/api/v1/videos/{id}/events", app.base)).send().await.unwrap();
+    assert_eq!(events.headers()["content-type"], "text/event-stream");
+
+    // What a worker writes as it goes (the worker tests drive the real thing).
+    let mut seen = String::new();
+    let mut step = 0;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while let Ok(Some(chunk)) = tokio::time::timeout_at(deadline.into(), events.chunk()).await.expect("stream ends in time") {
+        seen.push_str(&String::from_utf8_lossy(&chunk));
+        if step == 0 && seen.contains("\"status\":\"queued\"") {
+            sqlx::query("UPDATE videos SET status = 'processing' WHERE id = $1").bind(id).execute(&pool).await.unwrap();
+            let p = shared::cache::Progress { stage: "transcoding".into(), percent: 42.5, fps: Some(120.0), speed: Some(4.1) };
+            cache.set_progress(id, &p).await.unwrap();
+            step = 1;
+        } else if step == 1 && seen.contains("event: progress") {
+            sqlx::query("UPDATE videos SET status = 'ready' WHERE id = $1").bind(id).execute(&pool).await.unwrap();
+            step = 2;
+        }
+    }
+    let order: Vec<&str> = seen.lines().filter_map(|l| l.strip_prefix("event: ")).collect();
+    assert_eq!(order, ["status", "status", "progress", "status"], "{seen}");
+    assert!(seen.contains("\"percent\":42.5") && seen.contains("\"fps\":120.0") && seen.contains("\"speed\":4.1"), "{seen}");
+    assert!(seen.contains("\"status\":\"ready\""));
+
+    let missing = app.client.get(format!("{}/api/v1/videos/{}/events", app.base, uuid::Uuid::now_v7())).send().await.unwrap();
+    assert_problem(missing, StatusCode::NOT_FOUND, "video-not-found").await;
+}

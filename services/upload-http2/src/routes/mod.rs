@@ -1,6 +1,8 @@
 //! The router: one handler per operation.
 
 mod create;
+mod delete;
+mod events;
 mod get;
 mod list;
 mod view;
@@ -51,6 +53,7 @@ pub fn router(state: AppState) -> Router {
         // The body limit is ours (UPLOAD_MAX_BYTES, enforced while streaming);
         // axum's 2 MB default for buffered extractors must not apply here.
         .route("/api/v1/videos", post(create::create_video).layer(DefaultBodyLimit::disable()).get(list::list_videos))
-        .route("/api/v1/videos/{video_id}", get(get::get_video))
+        .route("/api/v1/videos/{video_id}", get(get::get_video).delete(delete::delete_video))
+        .route("/api/v1/videos/{video_id}/events", get(events::video_events))
         .with_state(state)
 }

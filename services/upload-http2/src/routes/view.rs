@@ -43,8 +43,15 @@ pub struct RenditionView {
 pub struct Links {
     #[serde(rename = "self")]
     pub self_: String,
+    pub events: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub master_playlist: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dash_manifest: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub poster: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub thumbnails: Option<String>,
 }
 
 fn rfc3339(t: time::OffsetDateTime) -> String {
@@ -53,8 +60,10 @@ fn rfc3339(t: time::OffsetDateTime) -> String {
 
 impl VideoView {
     pub fn new(v: Video, renditions: Vec<Rendition>, progress: Option<Progress>) -> Self {
-        let master = (v.status == "ready").then(|| layout::public_hls_path(v.id, "master.m3u8"));
         let id = v.id;
+        let ready = v.status == "ready";
+        let public = |name: &str| ready.then(|| layout::public_hls_path(id, name));
+        let master = public(layout::MASTER_PLAYLIST);
         Self {
             renditions: renditions
                 .into_iter()
@@ -70,7 +79,14 @@ impl VideoView {
                 })
                 .collect(),
             progress: if v.status == "processing" { progress } else { None },
-            links: Links { self_: format!("/api/v1/videos/{id}"), master_playlist: master.clone() },
+            links: Links {
+                self_: format!("/api/v1/videos/{id}"),
+                events: format!("/api/v1/videos/{id}/events"),
+                master_playlist: master.clone(),
+                dash_manifest: public("manifest.mpd"),
+                poster: public("poster.jpg"),
+                thumbnails: public("thumbnails.vtt"),
+            },
             master_playlist_url: master,
             id,
             title: v.title,
