@@ -35,10 +35,11 @@ async fn a_720p_upload_over_http2_becomes_an_aligned_ladder_playable_through_bot
 
     let video = wait_until_settled(&client, &stack.nginx_http, &id, READY_TIMEOUT).await.unwrap();
     assert_eq!(video["status"], "ready", "video failed: {}", video["error"]);
-    let worker_log = std::fs::read_to_string(stack.stack_dir.join("logs/transcode-worker.log")).unwrap();
+    // Either worker (push or pull) may have taken the job.
+    let worker_logs = ["transcode-worker", "transcode-worker-pull"].map(|w| std::fs::read_to_string(stack.stack_dir.join(format!("logs/{w}.log"))).unwrap_or_default());
     assert!(
-        worker_log.lines().any(|l| l.contains(&id) && l.contains(&trace_id)),
-        "the worker's log does not carry the upload's trace id {trace_id}"
+        worker_logs.iter().flat_map(|l| l.lines()).any(|l| l.contains(&id) && l.contains(&trace_id)),
+        "no worker's log carries the upload's trace id {trace_id}"
     );
 
     for front in [&stack.nginx_http, &stack.haproxy] {
@@ -46,19 +47,27 @@ async fn a_720p_upload_over_http2_becomes_an_aligned_ladder_playable_through_bot
         let master = client.get(format!("{base}/master.m3u8")).send().await.unwrap().text().await.unwrap();
         let variants = variants(&master);
         let names: Vec<&str> = variants.iter().map(|(uri, _)| uri.split('/').next().unwrap()).collect();
-        assert_eq!(names, ["720p", "480p", "360p"], "rungs for a 720p source (none above it)");
-        for (_, attrs) in &variants {
-            for attr in ["BANDWIDTH=", "AVERAGE-BANDWIDTH=", "CODECS=\"avc1.", "RESOLUTION=", "FRAME-RATE="] {
+        assert_eq!(names, ["720p", "480p", "360p", "audio"], "rungs for a 720p source (none above it), then audio only");
+        let video: Vec<_> = variants.iter().filter(|(_, attrs)| attrs.contains("RESOLUTION=")).cloned().collect();
+        for (_, attrs) in &video {
+            for attr in ["BANDWIDTH=", "AVERAGE-BANDWIDTH=", "CODECS=\"avc1.", ",mp4a.40.2\"", "RESOLUTION=", "FRAME-RATE=", "AUDIO=\"audio\""] {
                 assert!(attrs.contains(attr), "{attr} missing in {attrs}");
             }
         }
         assert!(master.contains("#EXT-X-INDEPENDENT-SEGMENTS"));
+        assert_eq!(master.matches("#EXT-X-I-FRAME-STREAM-INF:").count(), 3, "{master}");
 
-        // The player: ffmpeg decodes every stream of every variant.
+        // The players: ffmpeg decodes every stream of every variant, over HLS and over DASH.
         decode_fully(&format!("{base}/master.m3u8")).unwrap();
+        decode_fully(&format!("{base}/manifest.mpd")).unwrap();
+        let d = duration(&format!("{base}/manifest.mpd")).unwrap();
+        assert!((d - 20.0).abs() <= 0.5, "the MPD lasts {d} s");
+        for extra in ["poster.jpg", "thumbnails.vtt", "sprite_000.jpg"] {
+            assert_eq!(client.get(format!("{base}/{extra}")).send().await.unwrap().status(), StatusCode::OK, "{extra}");
+        }
 
         let mut keyframes = Vec::new();
-        for (uri, _) in &variants {
+        for (uri, _) in &video {
             let url = format!("{base}/{uri}");
             let d = duration(&url).unwrap();
             assert!((d - 20.0).abs() <= 0.5, "{uri} lasts {d} s");

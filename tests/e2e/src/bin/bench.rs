@@ -116,16 +116,17 @@ fn rss_kib(pid: u32) -> anyhow::Result<u64> {
 
 /// The worker's own command line (same builder, ladder and preset), run directly.
 async fn bare_ffmpeg(clip: &Path, dir: &Path) -> anyhow::Result<f64> {
-    use transcode_worker::{ffmpeg, ladder::Ladder, probe};
+    use transcode_worker::{ffmpeg, ladder::Ladder, probe, thumbnails::Sprites};
     let preset = std::env::var("FFMPEG_PRESET").unwrap_or_else(|_| "veryfast".into());
     let ladder: Ladder = std::env::var("TRANSCODE_LADDER").unwrap_or_else(|_| transcode_worker::ladder::DEFAULT_LADDER.into()).parse().map_err(anyhow::Error::msg)?;
     let source = probe::run("ffprobe", clip).await.map_err(|e| anyhow::anyhow!("{e}"))?;
     let rungs = ladder.plan(source.width, source.height);
     let out = dir.join("bare");
-    for r in &rungs {
-        std::fs::create_dir_all(out.join(&r.name))?;
+    for name in rungs.iter().map(|r| r.name.as_str()).chain([ffmpeg::AUDIO_NAME]) {
+        std::fs::create_dir_all(out.join(name))?;
     }
-    let args = ffmpeg::args(&ffmpeg::Encode { input: clip, out_dir: &out, rungs: &rungs, source: &source, preset: &preset });
+    let sprites = Sprites::plan(&source);
+    let args = ffmpeg::args(&ffmpeg::Encode { input: clip, out_dir: &out, rungs: &rungs, source: &source, preset: &preset, sprites: &sprites });
     let started = Instant::now();
     let status = tokio::process::Command::new("ffmpeg").args(&args).stdout(std::process::Stdio::null()).status().await?;
     if !status.success() {
