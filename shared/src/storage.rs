@@ -195,7 +195,11 @@ impl Storage {
         for batch in keys.chunks(1000) {
             let ids = batch.iter().map(|k| ObjectIdentifier::builder().key(k).build()).collect::<Result<Vec<_>, _>>()?;
             let delete = Delete::builder().set_objects(Some(ids)).quiet(true).build()?;
-            self.client.delete_objects().bucket(&self.bucket).delete(delete).send().await.context("DeleteObjects")?;
+            let out = self.client.delete_objects().bucket(&self.bucket).delete(delete).send().await.context("DeleteObjects")?;
+            // A 200 can still carry per-key failures.
+            if let Some(e) = out.errors().first() {
+                anyhow::bail!("DeleteObjects failed for {} of {} keys, e.g. {:?}: {:?}", out.errors().len(), batch.len(), e.key(), e.message());
+            }
         }
         Ok(())
     }

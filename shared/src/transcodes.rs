@@ -33,7 +33,15 @@ pub enum Claim {
     Finished,
     /// The video is being deleted or is gone.
     Gone,
+    /// This very message (job and attempt) was already settled: a copy left
+    /// behind by an ack that did not reach the broker.
+    Duplicate,
+    /// This many workers died running this job and attempt: it is poison.
+    CrashLoop(i64),
 }
+
+/// Workers that may die on one job and attempt before it is dead-lettered.
+pub const MAX_CRASHES: i64 = 3;
 
 #[derive(Debug, PartialEq, Eq)]
 pub enum Commit {
@@ -48,7 +56,7 @@ pub enum Revival {
     Revived,
     /// There is no such video any more.
     Gone,
-    /// It is not `failed` (its status is given): nothing to revive.
+    /// It is `ready`, or being transcoded (its status is given): nothing to revive.
     NotFailed(String),
 }
 
@@ -75,6 +83,20 @@ impl Transcodes {
             None | Some("deleting") => return Ok(Claim::Gone),
             Some("ready" | "failed") => return Ok(Claim::Finished),
             _ => {}
+        }
+        let (settled, died): (i64, i64) = sqlx::query_as(
+            "SELECT count(*) FILTER (WHERE outcome NOT IN ('running', 'abandoned')), count(*) FILTER (WHERE outcome IN ('running', 'abandoned')) \
+             FROM transcode_attempts WHERE job_id = $1 AND attempt = $2",
+        )
+        .bind(job.job_id)
+        .bind(job.attempt as i32)
+        .fetch_one(&mut *tx)
+        .await?;
+        if settled > 0 {
+            return Ok(Claim::Duplicate);
+        }
+        if died >= MAX_CRASHES {
+            return Ok(Claim::CrashLoop(died));
         }
         sqlx::query("UPDATE videos SET status = 'processing', error = NULL, updated_at = now() WHERE id = $1")
             .bind(job.video_id)
@@ -159,15 +181,6 @@ impl Transcodes {
         Ok(Commit::Committed)
     }
 
-    /// A permanent failure: the video is `failed` with a reason a person can read.
-    pub async fn fail(&self, video_id: Uuid, attempt_id: Uuid, reason: &str) -> anyhow::Result<()> {
-        let mut tx = self.pool.begin().await?;
-        sqlx::query(FAIL_VIDEO).bind(video_id).bind(reason).execute(&mut *tx).await?;
-        close(&mut tx, attempt_id, "failed", Some(reason)).await?;
-        tx.commit().await?;
-        Ok(())
-    }
-
     /// Closes an attempt without touching the video: a transient failure
     /// (the retry will pick the video up) or a cancellation.
     pub async fn close_attempt(&self, attempt_id: Uuid, outcome: &str, reason: &str) -> anyhow::Result<()> {
@@ -177,17 +190,24 @@ impl Transcodes {
         Ok(())
     }
 
-    /// Retries are exhausted: the video is `failed`, no attempt is open.
+    /// The job is dead (invalid input, or retries exhausted): the video is
+    /// `failed` with a reason a person can read.
     pub async fn give_up(&self, video_id: Uuid, reason: &str) -> anyhow::Result<()> {
         sqlx::query(FAIL_VIDEO).bind(video_id).bind(reason).execute(&self.pool).await?;
         Ok(())
     }
 
-    /// Before a dead job is republished: a `failed` video goes back to
-    /// `uploaded`, the state the republisher also watches, so the job
-    /// cannot be lost between this and the publish.
+    /// Before a dead job is republished: the video goes back to `uploaded`,
+    /// the state the republisher also watches, so the job cannot be lost
+    /// between this and the publish. Revivable: `failed`, and a video left
+    /// in flight with no attempt running (its job died while the catalogue
+    /// was unreachable, so nobody could mark it failed).
     pub async fn revive(&self, video_id: Uuid) -> anyhow::Result<Revival> {
-        let revived = sqlx::query("UPDATE videos SET status = 'uploaded', error = NULL, updated_at = now() WHERE id = $1 AND status = 'failed'")
+        let revived = sqlx::query(
+            "UPDATE videos SET status = 'uploaded', error = NULL, updated_at = now() WHERE id = $1 AND (status = 'failed' \
+             OR (status IN ('uploaded', 'queued', 'processing') \
+                 AND NOT EXISTS (SELECT 1 FROM transcode_attempts WHERE video_id = $1 AND outcome = 'running')))",
+        )
             .bind(video_id)
             .execute(&self.pool)
             .await?

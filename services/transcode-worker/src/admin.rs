@@ -2,7 +2,8 @@
 //! front doors do not route here):
 //!
 //! - `GET /admin/dead-jobs?limit=N`: the dead-letter queue, oldest first.
-//! - `POST /admin/dead-jobs/{job_id}/requeue`: puts one back with fresh attempts.
+//! - `POST /admin/dead-jobs/{job_id}/requeue`: puts one back as a new job
+//!   with fresh attempts.
 //!
 //! A requeue first returns the video to `uploaded` (the state the upload
 //! services' republisher watches), then publishes, then removes the dead
@@ -84,7 +85,8 @@ async fn requeue(State(st): State<AdminState>, Path(raw): Path<String>) -> Respo
                 tracing::warn!(error = format!("{e:#}"), "requeued job published but row not marked queued");
             }
             tracing::info!(%job_id, video_id = %job.video_id, "dead job requeued");
-            (StatusCode::ACCEPTED, Json(serde_json::json!({ "job_id": job.job_id, "video_id": job.video_id, "status": "queued" }))).into_response()
+            (StatusCode::ACCEPTED, Json(serde_json::json!({ "job_id": job.job_id, "requeued_from": job_id, "video_id": job.video_id, "status": "queued" })))
+                .into_response()
         }
         Ok(Requeued::Discarded(job)) => Problem::new(
             StatusCode::GONE,
@@ -99,7 +101,7 @@ async fn requeue(State(st): State<AdminState>, Path(raw): Path<String>) -> Respo
                 StatusCode::CONFLICT,
                 "video-not-failed",
                 "Video is not failed",
-                format!("Video {} is {status}, not failed, so its dead job was left in the queue.", job.video_id),
+                format!("Video {} is {status} (not failed, nor stuck without a running attempt), so its dead job was left in the queue.", job.video_id),
             )
             .into_response()
         }

@@ -116,6 +116,15 @@ impl JobContext {
                 tracing::info!(%video, "video already finished; acknowledging without work");
                 return Ok(Outcome::Skipped);
             }
+            Claim::Duplicate => {
+                tracing::info!(%video, "this job and attempt were already settled; acknowledging the copy");
+                return Ok(Outcome::Skipped);
+            }
+            Claim::CrashLoop(n) => {
+                return Err(JobError::Permanent(format!(
+                    "{n} workers stopped (killed or crashed) while transcoding this video, so it is not tried again; the source may be too large or malformed for this worker"
+                )));
+            }
             Claim::Gone => {
                 // An attempt cut off by the deletion may have stored objects after it.
                 self.remove(&layout::hls_prefix(video), None).await;
@@ -155,12 +164,10 @@ impl JobContext {
                 Err(e) => Err(JobError::database(e)),
             },
             Some(Err(e)) => {
+                // The video itself is marked failed by the settler, only once the
+                // job is safely in the dead-letter queue.
                 self.remove(&prefix, None).await;
-                let closed = match &e {
-                    JobError::Permanent(reason) => self.transcodes.fail(video, attempt, reason).await,
-                    JobError::Transient(..) => self.transcodes.close_attempt(attempt, "failed", &format!("{e}")).await,
-                };
-                if let Err(db) = closed {
+                if let Err(db) = self.transcodes.close_attempt(attempt, "failed", &format!("{e}")).await {
                     tracing::error!(error = format!("{db:#}"), "could not record the failed attempt");
                 }
                 Err(e)

@@ -70,7 +70,8 @@ pub async fn produce(ctx: &JobContext, job: &TranscodeJob, prefix: &str) -> Resu
     })
     .await;
     drop(tx);
-    let _ = reporter.await;
+    // Not joined: it may be in its 1 s pause, and every job would wait it out.
+    reporter.abort();
     encoded?;
     tracing::info!(video_id = %job.video_id, secs = started.elapsed().as_secs_f64(), "ffmpeg finished");
 
@@ -87,6 +88,13 @@ pub async fn produce(ctx: &JobContext, job: &TranscodeJob, prefix: &str) -> Resu
     let mut files: Vec<String> = video.iter().chain(audio.as_ref()).flat_map(|o| o.files.iter().map(move |f| format!("{}/{f}", o.name))).collect();
     files.extend([POSTER_FILE.to_owned(), dash::MANIFEST.to_owned(), VTT_FILE.to_owned()]);
     files.extend((0..sprites.sheets()).map(Sprites::sheet_name));
+    if let Some(missing) = files.iter().find(|f| !out_dir.join(f).exists()) {
+        // ffmpeg succeeded but wrote less than the probe promised: the frames end early.
+        return Err(JobError::Permanent(format!(
+            "the video's frames end before its stated duration of {:.1} s (no {missing} could be made); re-export the file and upload it again",
+            source.duration
+        )));
+    }
     upload(ctx, prefix, &out_dir, files).await?;
     let master = package::master_playlist(&video, audio.as_ref(), source.frame_rate);
     let master_key = format!("{prefix}{}", layout::MASTER_PLAYLIST);

@@ -70,6 +70,9 @@ fn rate(s: &str) -> Option<f64> {
     (d > 0.0 && n > 0.0).then_some(n / d)
 }
 
+/// Longer than any real upload (2 GiB); a header claiming more is lying.
+pub const MAX_DURATION_SECS: f64 = 24.0 * 3600.0;
+
 /// Still-image codecs: a PNG renamed .mp4 has a "video stream" but is no video.
 const IMAGE_CODECS: &[&str] = &["png", "mjpeg", "bmp", "gif", "webp", "tiff"];
 
@@ -109,8 +112,12 @@ pub fn parse(json: &[u8]) -> Result<SourceInfo, JobError> {
         .and_then(|f| f.duration.as_deref())
         .or(video.duration.as_deref())
         .and_then(|d| d.parse::<f64>().ok())
-        .filter(|d| *d > 0.0)
+        .filter(|d| d.is_finite() && *d > 0.0)
         .ok_or_else(|| JobError::Permanent("the video has no duration; is it a complete file?".into()))?;
+    if duration > MAX_DURATION_SECS {
+        // Also keeps every size derived from the duration (thumbnails, playlists) bounded.
+        return Err(JobError::Permanent(format!("the video claims to last {duration:.0} s; videos over {MAX_DURATION_SECS:.0} s (24 h) are not accepted")));
+    }
     let has_audio = out.streams.iter().any(|s| s.codec_type.as_deref() == Some("audio"));
     Ok(SourceInfo { width, height, frame_rate, duration, has_audio })
 }
@@ -152,5 +159,13 @@ mod tests {
         assert!(matches!(parse(audio), Err(JobError::Permanent(m)) if m.contains("no video stream")));
         let png = br#"{"streams":[{"codec_type":"video","codec_name":"png","width":100,"height":100,"avg_frame_rate":"25/1"}],"format":{}}"#;
         assert!(matches!(parse(png), Err(JobError::Permanent(_))));
+    }
+
+    #[test]
+    fn an_absurd_claimed_duration_is_refused() {
+        let lying = br#"{"streams":[{"codec_type":"video","codec_name":"h264","width":64,"height":64,"avg_frame_rate":"25/1"}],"format":{"duration":"1e12"}}"#;
+        assert!(matches!(parse(lying), Err(JobError::Permanent(m)) if m.contains("24 h")));
+        let nan = br#"{"streams":[{"codec_type":"video","codec_name":"h264","width":64,"height":64,"avg_frame_rate":"25/1"}],"format":{"duration":"nan"}}"#;
+        assert!(matches!(parse(nan), Err(JobError::Permanent(_))));
     }
 }

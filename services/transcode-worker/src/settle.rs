@@ -6,7 +6,7 @@
 //!   delay queue for its backoff (confirmed), then ack. If that publish
 //!   fails, nack with requeue so the broker hands the job out again.
 //! - permanent failure, or the last attempt failed: publish it to the dead
-//!   queue with its error (confirmed), mark the video failed, then ack.
+//!   queue with its error (confirmed), then mark the video failed, then ack.
 //! - undecodable message (or a dead job that cannot be published): reject
 //!   without requeue, and the queue's own dead-lettering moves it.
 //!
@@ -111,18 +111,29 @@ impl Settler {
             DeadReason::Exhausted => format!("gave up after {} attempts: {reason}", job.attempt),
         };
         tracing::error!(reason = message, "dead-lettering the job");
-        if let Err(publish) = self.publisher.publish_dead(&job.dead(why, message.clone())).await {
-            // The queue's own dead-lettering still gets it there, if without our reason.
-            tracing::error!(error = format!("{publish:#}"), "could not publish the dead job; rejecting it instead");
+        // Dead letter first, then the row: a crash in between redelivers the
+        // job (it runs once more and is dead-lettered again), never loses it.
+        let published = self.publisher.publish_dead(&job.dead(why, message.clone())).await;
+        if let Err(publish) = &published {
+            tracing::error!(error = format!("{publish:#}"), "could not publish the dead job; the queue will dead-letter it without its reason");
+        }
+        let mut marked = self.ctx.transcodes.give_up(job.video_id, &message).await;
+        for pause in [1, 2, 4] {
+            if marked.is_ok() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_secs(pause)).await;
+            marked = self.ctx.transcodes.give_up(job.video_id, &message).await;
+        }
+        if let Err(e) = marked {
+            // The admin requeue still works: it revives videos left in flight with no attempt running.
+            tracing::error!(error = format!("{e:#}"), "could not mark the video failed");
+        }
+        self.metrics.job(if why == DeadReason::Permanent { "dead_permanent" } else { "dead_exhausted" });
+        if published.is_err() {
             delivery.reject(BasicRejectOptions { requeue: false }).await?;
             return Ok(());
         }
-        if why == DeadReason::Exhausted {
-            if let Err(e) = self.ctx.transcodes.give_up(job.video_id, &message).await {
-                tracing::error!(error = format!("{e:#}"), "could not mark the video failed");
-            }
-        }
-        self.metrics.job(if why == DeadReason::Permanent { "dead_permanent" } else { "dead_exhausted" });
         Ok(delivery.ack(BasicAckOptions::default()).await?)
     }
 }

@@ -51,13 +51,18 @@ async fn a_worker_killed_mid_transcode_leaves_the_job_to_another_with_one_rendit
 #[tokio::test]
 async fn deleting_a_video_cancels_its_running_job_and_removes_its_objects() {
     let lab = Lab::new().await;
-    let w = lab.worker(Mode::Push, 1).await;
+    let mut settings = lab.settings(Mode::Push, 1);
+    // A slow encode, so the deletion surely lands while ffmpeg runs.
+    settings.transcode.preset = "veryslow".into();
+    let w = lab.spawn(settings).await;
     let cache = lab.world.backends.redis.cache().unwrap();
     let job = lab.submit(&clip(30, 854, 480)).await;
-    lab.eventually("encoding", Duration::from_secs(60), || async {
-        cache.progress(job.video_id).await.ok().flatten().is_some_and(|p: Progress| p.stage == "transcoding")
+    lab.eventually("the job is running", Duration::from_secs(60), || async {
+        cache.progress(job.video_id).await.ok().flatten().is_some_and(|p: Progress| p.stage != "downloading")
     })
     .await;
+    // Past probing, into the (slow) encode.
+    tokio::time::sleep(Duration::from_secs(1)).await;
 
     // What DELETE /api/v1/videos/{id} does (upload-http2 tests cover the route).
     let video = lab.videos.begin_delete(job.video_id).await.unwrap().unwrap();
@@ -65,6 +70,7 @@ async fn deleting_a_video_cancels_its_running_job_and_removes_its_objects() {
     lab.videos.finish_delete(job.video_id).await.unwrap();
 
     lab.eventually("job cancelled", Duration::from_secs(30), || async { w.jobs("cancelled").await == 1 }).await;
+    assert_eq!(w.jobs("ready").await + w.jobs("superseded").await, 0, "the job did not finish");
     assert!(lab.hls_keys(job.video_id).await.is_empty());
     assert!(lab.storage.list_keys(&job.source_key).await.unwrap().is_empty(), "source removed");
     assert_eq!(lab.queue_depth(&lab.names().jobs_queue).await, 0, "the cancelled job was settled, not requeued");

@@ -45,7 +45,11 @@ async fn bytes_that_are_not_media_are_dead_lettered_after_one_attempt_and_can_be
 
     // Requeued: the video is tried again (and, being text, fails again).
     let r = http.post(format!("{}/admin/dead-jobs/{}/requeue", w.base, job.job_id)).send().await.unwrap();
-    assert_eq!(r.status(), 202, "{}", r.text().await.unwrap());
+    assert_eq!(r.status(), 202);
+    let requeued: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(requeued["requeued_from"], job.job_id.to_string());
+    let new_job = requeued["job_id"].as_str().unwrap().to_owned();
+    assert_ne!(new_job, job.job_id.to_string(), "a requeued job is a new job with fresh attempts");
     lab.eventually("second attempt recorded", Duration::from_secs(30), || async { lab.attempts(job.video_id).await.len() == 2 }).await;
     lab.wait_for(job.video_id, "failed", Duration::from_secs(30)).await;
     lab.eventually("back in the dead-letter queue", Duration::from_secs(10), || async { lab.queue_depth(&dead).await == 1 }).await;
@@ -53,7 +57,7 @@ async fn bytes_that_are_not_media_are_dead_lettered_after_one_attempt_and_can_be
 
     // A requeue for a video that is not failed is refused and changes nothing.
     sqlx::query("UPDATE videos SET status = 'ready' WHERE id = $1").bind(job.video_id).execute(lab.videos.pool()).await.unwrap();
-    let r = http.post(format!("{}/admin/dead-jobs/{}/requeue", w.base, job.job_id)).send().await.unwrap();
+    let r = http.post(format!("{}/admin/dead-jobs/{new_job}/requeue", w.base)).send().await.unwrap();
     assert_eq!(r.status(), 409);
     assert_eq!(lab.queue_depth(&dead).await, 1);
 }
@@ -160,4 +164,27 @@ async fn a_job_that_keeps_failing_is_dead_lettered_with_its_last_error() {
     let listed: serde_json::Value = reqwest::get(format!("{}/admin/dead-jobs", w.base)).await.unwrap().json().await.unwrap();
     assert_eq!(listed["jobs"][0]["reason"], "exhausted");
     assert_eq!(listed["jobs"][0]["attempts"], 2);
+}
+
+#[tokio::test]
+async fn a_job_that_killed_three_workers_is_dead_lettered_not_retried_forever() {
+    let lab = Lab::new().await;
+    let w = lab.worker(Mode::Pull, 1).await;
+    let job = lab.register(&clip(1, 160, 90)).await;
+    // Three earlier workers died on this job (their attempts never settled).
+    for _ in 0..3 {
+        sqlx::query("INSERT INTO transcode_attempts (id, video_id, job_id, attempt, worker, outcome) VALUES ($1, $2, $3, 1, 'gone', 'abandoned')")
+            .bind(uuid::Uuid::now_v7())
+            .bind(job.video_id)
+            .bind(job.job_id)
+            .execute(lab.videos.pool())
+            .await
+            .unwrap();
+    }
+    lab.publisher.publish(&job).await.unwrap();
+    let video = lab.wait_for(job.video_id, "failed", Duration::from_secs(30)).await;
+    assert!(video.error.as_deref().unwrap().contains("3 workers stopped"), "{:?}", video.error);
+    let dead = lab.names().dead_queue;
+    lab.eventually("job in the dead-letter queue", Duration::from_secs(10), || async { lab.queue_depth(&dead).await == 1 }).await;
+    assert_eq!(w.jobs("dead_permanent").await, 1);
 }

@@ -134,9 +134,10 @@ impl DeadLetters {
             }
             outcome = match decide(job.clone()).await? {
                 Decision::Requeue => {
-                    publisher.publish(&job.revived()).await?;
+                    let revived = job.revived();
+                    publisher.publish(&revived).await?;
                     m.delivery.ack(BasicAckOptions::default()).await?;
-                    Requeued::Requeued(job.revived())
+                    Requeued::Requeued(revived)
                 }
                 Decision::Discard => {
                     m.delivery.ack(BasicAckOptions::default()).await?;

@@ -96,9 +96,10 @@ impl TranscodeJob {
         Self { last_error: Some(error), dead_reason: Some(reason), ..self.clone() }
     }
 
-    /// A dead job put back: a fresh set of attempts, due now.
+    /// A dead job put back: a new job (its attempts are not the dead one's),
+    /// a fresh set of attempts, due now.
     pub fn revived(&self) -> Self {
-        Self { attempt: 1, enqueued_at: OffsetDateTime::now_utc(), last_error: None, dead_reason: None, ..self.clone() }
+        Self { job_id: Uuid::now_v7(), attempt: 1, enqueued_at: OffsetDateTime::now_utc(), last_error: None, dead_reason: None, ..self.clone() }
     }
 }
 
@@ -135,7 +136,8 @@ mod tests {
         let dead = next.dead(DeadReason::Exhausted, "again".into());
         assert_eq!(dead.dead_reason, Some(DeadReason::Exhausted));
         let back = dead.revived();
-        assert_eq!((back.attempt, back.dead_reason, back.last_error), (1, None, None));
+        assert_eq!((back.attempt, back.dead_reason, back.last_error, back.video_id), (1, None, None, job.video_id));
+        assert_ne!(back.job_id, job.job_id);
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //! ```text
 //!                    ┌──────────── TTL expires: dead-lettered back ───────────┐
 //!                    ▼                                                         │
-//!  {p}.transcode ──"transcode"──▶ {p}.transcode.jobs      {p}.transcode.delay ──"{ms}"──▶ {p}.transcode.delay.{ms}
+//!  {p}.transcode ──"transcode"──▶ {p}.transcode.queue     {p}.transcode.delay ──"{ms}"──▶ {p}.transcode.delay.{ms}
 //!   (direct)                     (priority 0..=9)           (direct; a retry waits here, one queue per delay)
 //!                                     │ reject
 //!                                     ▼
@@ -15,6 +15,12 @@
 //! delay is in its name) rather than a per-message TTL, because RabbitMQ only
 //! expires messages at the head of a queue: a 60 s retry in front would hold
 //! back a 2 s one behind it.
+//!
+//! The jobs queue is `{p}.transcode.queue`, not the `{p}.transcode.jobs` of
+//! earlier versions: RabbitMQ cannot add `x-max-priority` to an existing
+//! queue (a redeclare fails with PRECONDITION_FAILED), so the priority queue
+//! needed a new name. An old `{p}.transcode.jobs` keeps its binding and gets
+//! a copy of every job: drain it with an old worker, then delete it.
 
 use std::time::Duration;
 
@@ -48,7 +54,7 @@ impl Topology {
     pub fn new(prefix: &str) -> Self {
         Self {
             exchange: format!("{prefix}.transcode"),
-            jobs_queue: format!("{prefix}.transcode.jobs"),
+            jobs_queue: format!("{prefix}.transcode.queue"),
             delay_exchange: format!("{prefix}.transcode.delay"),
             dead_letter_exchange: format!("{prefix}.dlx"),
             dead_queue: format!("{prefix}.transcode.dead"),
@@ -98,7 +104,7 @@ mod tests {
     #[test]
     fn names_derive_from_the_prefix() {
         let t = Topology::new("t1");
-        assert_eq!(t.jobs_queue, "t1.transcode.jobs");
+        assert_eq!(t.jobs_queue, "t1.transcode.queue");
         assert_eq!(t.dead_queue, "t1.transcode.dead");
         assert_eq!(t.delay_queue(Duration::from_secs(4)), "t1.transcode.delay.4000");
     }
