@@ -47,6 +47,21 @@ pub fn served_prefix(master_key: &str) -> Option<&str> {
     master_key.strip_suffix(MASTER_PLAYLIST).filter(|p| p.starts_with("hls/") && p.ends_with('/'))
 }
 
+/// The media type of an HLS object by its extension: what the worker stores
+/// and the origin answers with. None for names outside the layout.
+pub fn content_type(name: &str) -> Option<&'static str> {
+    Some(match name.rsplit('.').next()? {
+        "m3u8" => "application/vnd.apple.mpegurl",
+        "m4s" => "video/iso.segment",
+        "mp4" => "video/mp4",
+        "ts" => "video/mp2t",
+        "jpg" => "image/jpeg",
+        "vtt" => "text/vtt",
+        "mpd" => "application/dash+xml",
+        _ => return None,
+    })
+}
+
 /// Public URL path of an HLS object, as the origin and edges serve it.
 pub fn public_hls_path(video_id: Uuid, relative: &str) -> String {
     format!("/hls/{video_id}/{relative}")

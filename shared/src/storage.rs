@@ -191,7 +191,7 @@ impl Storage {
     }
 
     /// Deletes the keys, 1000 (S3's batch limit) at a time.
-    pub async fn delete_keys(&self, keys: &[String]) -> anyhow::Result<()> {
+    async fn delete_keys(&self, keys: &[String]) -> anyhow::Result<()> {
         for batch in keys.chunks(1000) {
             let ids = batch.iter().map(|k| ObjectIdentifier::builder().key(k).build()).collect::<Result<Vec<_>, _>>()?;
             let delete = Delete::builder().set_objects(Some(ids)).quiet(true).build()?;

@@ -69,3 +69,15 @@ impl World {
         ]
     }
 }
+
+/// Stores `bytes` as a new video's source and registers the video, as an
+/// upload service would; returns its job, not yet published.
+pub async fn register_source(storage: &crate::storage::Storage, videos: &crate::videos::Videos, bytes: &[u8]) -> anyhow::Result<crate::queue::TranscodeJob> {
+    let id = Uuid::now_v7();
+    let key = crate::layout::source(id);
+    storage.put_bytes(&key, bytes.to_vec().into(), "video/mp4").await?;
+    let stored = crate::storage::Stored { key: key.clone(), size: bytes.len() as u64, sha256: "0".repeat(64) };
+    let new = crate::videos::NewVideo { id, title: "test".into(), description: String::new(), content_type: "video/mp4".into(), stored };
+    videos.insert_uploaded(&new).await?;
+    Ok(crate::queue::TranscodeJob::new(id, key, bytes.len() as u64))
+}

@@ -7,7 +7,7 @@
 //! removes its own objects; the winner removes everyone else's.
 
 use anyhow::Context;
-use sqlx::{PgPool, Postgres, Transaction};
+use sqlx::PgPool;
 use uuid::Uuid;
 
 use crate::queue::TranscodeJob;
@@ -64,8 +64,6 @@ pub enum Revival {
 pub struct Transcodes {
     pool: PgPool,
 }
-
-const FAIL_VIDEO: &str = "UPDATE videos SET status = 'failed', error = $2, updated_at = now() WHERE id = $1 AND status IN ('uploaded', 'queued', 'processing')";
 
 impl Transcodes {
     pub fn new(pool: PgPool) -> Self {
@@ -135,7 +133,7 @@ impl Transcodes {
             .fetch_optional(&mut *tx)
             .await?;
         if status.as_deref() != Some("processing") {
-            close(&mut tx, attempt_id, "superseded", status.as_deref().map(|s| format!("video was {s} at commit")).as_deref()).await?;
+            close(&mut *tx, attempt_id, "superseded", status.as_deref().map(|s| format!("video was {s} at commit")).as_deref()).await?;
             tx.commit().await?;
             return Ok(Commit::Superseded);
         }
@@ -169,7 +167,7 @@ impl Transcodes {
         .bind(&t.master_key)
         .execute(&mut *tx)
         .await?;
-        close(&mut tx, attempt_id, "succeeded", None).await?;
+        close(&mut *tx, attempt_id, "succeeded", None).await?;
         sqlx::query(
             "UPDATE transcode_attempts SET outcome = 'abandoned', finished_at = now(), error = 'its worker stopped; another attempt finished the job' \
              WHERE video_id = $1 AND outcome = 'running'",
@@ -184,16 +182,17 @@ impl Transcodes {
     /// Closes an attempt without touching the video: a transient failure
     /// (the retry will pick the video up) or a cancellation.
     pub async fn close_attempt(&self, attempt_id: Uuid, outcome: &str, reason: &str) -> anyhow::Result<()> {
-        let mut tx = self.pool.begin().await?;
-        close(&mut tx, attempt_id, outcome, Some(reason)).await?;
-        tx.commit().await?;
-        Ok(())
+        close(&self.pool, attempt_id, outcome, Some(reason)).await
     }
 
     /// The job is dead (invalid input, or retries exhausted): the video is
     /// `failed` with a reason a person can read.
     pub async fn give_up(&self, video_id: Uuid, reason: &str) -> anyhow::Result<()> {
-        sqlx::query(FAIL_VIDEO).bind(video_id).bind(reason).execute(&self.pool).await?;
+        sqlx::query("UPDATE videos SET status = 'failed', error = $2, updated_at = now() WHERE id = $1 AND status IN ('uploaded', 'queued', 'processing')")
+            .bind(video_id)
+            .bind(reason)
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 
@@ -223,12 +222,12 @@ impl Transcodes {
     }
 }
 
-async fn close(tx: &mut Transaction<'_, Postgres>, attempt_id: Uuid, outcome: &str, error: Option<&str>) -> anyhow::Result<()> {
+async fn close(db: impl sqlx::PgExecutor<'_>, attempt_id: Uuid, outcome: &str, error: Option<&str>) -> anyhow::Result<()> {
     sqlx::query("UPDATE transcode_attempts SET outcome = $2, error = $3, finished_at = now() WHERE id = $1")
         .bind(attempt_id)
         .bind(outcome)
         .bind(error)
-        .execute(&mut **tx)
+        .execute(db)
         .await?;
     Ok(())
 }

@@ -62,16 +62,12 @@ impl HlsObject {
 fn kind(path: &str) -> Option<(&'static str, &'static str)> {
     const IMMUTABLE: &str = "public, max-age=31536000, immutable";
     const PLAYLIST: &str = "public, max-age=3600";
-    Some(match path.rsplit('.').next()? {
-        "m3u8" => ("application/vnd.apple.mpegurl", PLAYLIST),
-        "m4s" => ("video/iso.segment", IMMUTABLE),
-        "mp4" => ("video/mp4", IMMUTABLE),
-        "ts" => ("video/mp2t", IMMUTABLE),
-        "jpg" => ("image/jpeg", IMMUTABLE),
-        "vtt" => ("text/vtt", PLAYLIST),
-        "mpd" => ("application/dash+xml", PLAYLIST),
-        _ => return None,
-    })
+    let content_type = layout::content_type(path)?;
+    let cache = match path.rsplit('.').next()? {
+        "m3u8" | "vtt" | "mpd" => PLAYLIST,
+        _ => IMMUTABLE,
+    };
+    Some((content_type, cache))
 }
 
 fn not_found(detail: String) -> Response {

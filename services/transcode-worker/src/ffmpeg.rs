@@ -142,7 +142,7 @@ pub async fn run(ffmpeg: &str, args: &[String], stall: Duration, mut on_progress
     let mut cmd = Command::new(ffmpeg);
     cmd.args(args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true);
     die_with_parent(&mut cmd);
-    let mut child = cmd.spawn().map_err(|e| JobError::transient(Failure::Internal, anyhow::anyhow!("cannot run {ffmpeg}: {e}")))?;
+    let mut child = cmd.spawn().map_err(|e| JobError::Transient(Failure::Internal, anyhow::anyhow!("cannot run {ffmpeg}: {e}")))?;
     let mut stderr = child.stderr.take().expect("piped");
     let stderr_tail = tokio::spawn(async move {
         // Only the tail matters for the reason; cap what we keep.
@@ -168,7 +168,7 @@ pub async fn run(ffmpeg: &str, args: &[String], stall: Duration, mut on_progress
         match tokio::time::timeout_at(deadline, lines.next_line()).await {
             Err(_) => {
                 let _ = child.kill().await;
-                return Err(JobError::transient(
+                return Err(JobError::Transient(
                     Failure::Stalled,
                     anyhow::anyhow!("ffmpeg made no progress for {} s and was killed", stall.as_secs_f64()),
                 ));
@@ -185,14 +185,14 @@ pub async fn run(ffmpeg: &str, args: &[String], stall: Duration, mut on_progress
             Ok(Ok(None)) | Ok(Err(_)) => break,
         }
     }
-    let status = child.wait().await.map_err(|e| JobError::transient(Failure::Internal, e.into()))?;
+    let status = child.wait().await.map_err(|e| JobError::Transient(Failure::Internal, e.into()))?;
     let tail = stderr_tail.await.unwrap_or_default();
     if status.success() {
         return Ok(());
     }
     match status.code() {
         Some(code) => Err(JobError::Permanent(format!("ffmpeg could not transcode the video (exit {code}): {}", last_line(&tail)))),
-        None => Err(JobError::transient(Failure::FfmpegKilled, anyhow::anyhow!("ffmpeg was killed by a signal: {}", last_line(&tail)))),
+        None => Err(JobError::Transient(Failure::FfmpegKilled, anyhow::anyhow!("ffmpeg was killed by a signal: {}", last_line(&tail)))),
     }
 }
 

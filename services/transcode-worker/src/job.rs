@@ -55,10 +55,6 @@ pub enum JobError {
 }
 
 impl JobError {
-    pub fn transient(kind: Failure, e: anyhow::Error) -> Self {
-        JobError::Transient(kind, e)
-    }
-
     pub fn storage(e: anyhow::Error) -> Self {
         JobError::Transient(Failure::Storage, e)
     }

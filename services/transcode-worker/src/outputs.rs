@@ -85,16 +85,19 @@ pub async fn produce(ctx: &JobContext, job: &TranscodeJob, prefix: &str) -> Resu
     tokio::fs::write(out_dir.join(VTT_FILE), sprites.vtt(top.duration)).await.context("writing the thumbnails track")?;
 
     progress(ctx, job, Progress::stage("uploading", 100.0)).await;
-    let mut files: Vec<String> = video.iter().chain(audio.as_ref()).flat_map(|o| o.files.iter().map(move |f| format!("{}/{f}", o.name))).collect();
-    files.extend([POSTER_FILE.to_owned(), dash::MANIFEST.to_owned(), VTT_FILE.to_owned()]);
-    files.extend((0..sprites.sheets()).map(Sprites::sheet_name));
-    if let Some(missing) = files.iter().find(|f| !out_dir.join(f).exists()) {
+    // Renditions were read back from their playlists and the manifests were
+    // written here; only the images can be missing, when frames end early.
+    let images: Vec<String> = std::iter::once(POSTER_FILE.to_owned()).chain((0..sprites.sheets()).map(Sprites::sheet_name)).collect();
+    if let Some(missing) = images.iter().find(|f| !out_dir.join(f).exists()) {
         // ffmpeg succeeded but wrote less than the probe promised: the frames end early.
         return Err(JobError::Permanent(format!(
             "the video's frames end before its stated duration of {:.1} s (no {missing} could be made); re-export the file and upload it again",
             source.duration
         )));
     }
+    let mut files: Vec<String> = video.iter().chain(audio.as_ref()).flat_map(|o| o.files.iter().map(move |f| format!("{}/{f}", o.name))).collect();
+    files.extend([dash::MANIFEST.to_owned(), VTT_FILE.to_owned()]);
+    files.extend(images);
     upload(ctx, prefix, &out_dir, files).await?;
     let master = package::master_playlist(&video, audio.as_ref(), source.frame_rate);
     let master_key = format!("{prefix}{}", layout::MASTER_PLAYLIST);
@@ -152,14 +155,7 @@ async fn progress(ctx: &JobContext, job: &TranscodeJob, p: Progress) {
     }
 }
 
-pub fn content_type(key: &str) -> &'static str {
-    match key.rsplit('.').next() {
-        Some("m3u8") => "application/vnd.apple.mpegurl",
-        Some("m4s") => "video/iso.segment",
-        Some("mp4") => "video/mp4",
-        Some("jpg") => "image/jpeg",
-        Some("mpd") => "application/dash+xml",
-        Some("vtt") => "text/vtt",
-        _ => "application/octet-stream",
-    }
+/// Known layout names only; anything else is stored as bytes.
+fn content_type(key: &str) -> &'static str {
+    layout::content_type(key).unwrap_or("application/octet-stream")
 }

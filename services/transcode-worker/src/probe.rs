@@ -77,7 +77,7 @@ pub const MAX_DURATION_SECS: f64 = 24.0 * 3600.0;
 const IMAGE_CODECS: &[&str] = &["png", "mjpeg", "bmp", "gif", "webp", "tiff"];
 
 pub fn parse(json: &[u8]) -> Result<SourceInfo, JobError> {
-    let out: Output = serde_json::from_slice(json).map_err(|e| JobError::transient(Failure::Internal, anyhow::anyhow!("unreadable ffprobe output: {e}")))?;
+    let out: Output = serde_json::from_slice(json).map_err(|e| JobError::Transient(Failure::Internal, anyhow::anyhow!("unreadable ffprobe output: {e}")))?;
     let video = out
         .streams
         .iter()
@@ -129,7 +129,7 @@ pub async fn run(ffprobe: &str, input: &Path) -> Result<SourceInfo, JobError> {
         .kill_on_drop(true)
         .output()
         .await
-        .map_err(|e| JobError::transient(Failure::Internal, anyhow::anyhow!("cannot run {ffprobe}: {e}")))?;
+        .map_err(|e| JobError::Transient(Failure::Internal, anyhow::anyhow!("cannot run {ffprobe}: {e}")))?;
     if !out.status.success() {
         let why = String::from_utf8_lossy(&out.stderr);
         let why = why.lines().last().unwrap_or("unknown error").rsplit(": ").next().unwrap_or("").trim().to_owned();

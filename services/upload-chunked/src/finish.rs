@@ -117,7 +117,7 @@ impl Finisher {
         if upload.kind == Kind::Partial {
             self.publish_done(upload, stored.size, None).await;
             for final_id in self.store.finals_waiting_on(upload.id).await? {
-                if let Err(e) = self.assemble(final_id).await {
+                if let Err(e) = self.assemble(final_id, ASSEMBLY_LOCK_WAIT).await {
                     tracing::warn!(%final_id, error = ?e, "final upload not assembled yet; the sweeper will retry");
                 }
             }
@@ -126,15 +126,16 @@ impl Finisher {
         self.register(upload, stored, fields).await.map(Some)
     }
 
-    /// Assembles a final upload if every partial is complete; a no-op otherwise.
-    pub async fn assemble(&self, final_id: Uuid) -> Result<Option<Uuid>, TusError> {
-        let lock = self.store.lock(final_id, ASSEMBLY_LOCK_WAIT).await?;
+    /// Assembles a final upload if every partial is complete; a no-op
+    /// otherwise. Waits up to `wait` for the final's lock.
+    pub async fn assemble(&self, final_id: Uuid, wait: Duration) -> Result<Option<Uuid>, TusError> {
+        let lock = self.store.lock(final_id, wait).await?;
         let res = self.assemble_locked(&lock, final_id).await;
         lock.release().await;
         res
     }
 
-    /// The lock is the caller's: creation assembles under the lock it already holds.
+    /// The lock is the caller's: the sweeper assembles under the lock it already holds.
     pub async fn assemble_locked(
         &self,
         lock: &UploadLock,

@@ -24,6 +24,19 @@ pub struct UploadProgress {
     pub video: Option<String>,
 }
 
+/// The committed state, as a watcher sees it (no rate: nothing is in flight).
+impl From<&crate::store::Upload> for UploadProgress {
+    fn from(up: &crate::store::Upload) -> Self {
+        UploadProgress {
+            offset: up.offset,
+            length: up.length,
+            bytes_per_second: 0,
+            complete: up.video_id.is_some() || (up.completed && up.is_final()),
+            video: up.video_id.map(crate::finish::video_path),
+        }
+    }
+}
+
 #[derive(Clone)]
 pub struct ProgressBoard {
     cache: Cache,

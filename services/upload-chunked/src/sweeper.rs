@@ -65,10 +65,7 @@ async fn reclaim(st: &AppState, id: Uuid) -> anyhow::Result<bool> {
         Err(TusError::Locked) => return Ok(false),
         Err(e) => return Err(anyhow::anyhow!("{e:?}")),
     };
-    let res = match st.store.get(id).await? {
-        Some(up) => st.store.terminate(&lock, &up).await.map(|()| true),
-        None => Ok(false),
-    };
+    let res = st.store.terminate(&lock, id).await;
     lock.release().await;
     if matches!(res, Ok(true)) {
         tracing::info!(upload_id = %id, "expired upload reclaimed");

@@ -108,7 +108,10 @@ impl DeadLetters {
         let mut total = 0;
         while out.len() < limit {
             let Some(m) = ch.basic_get(&self.topology.dead_queue, BasicGetOptions { no_ack: false }).await? else { break };
-            total = total.max(m.message_count + out.len() as u32 + 1);
+            if out.is_empty() {
+                // What was left behind the first message, plus the first.
+                total = m.message_count + 1;
+            }
             out.push(DeadJob::from_message(&m.delivery.data, m.delivery.properties.timestamp().as_ref().copied()));
         }
         // Closing without acks returns every message to the queue.

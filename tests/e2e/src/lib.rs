@@ -215,3 +215,8 @@ pub async fn database() -> anyhow::Result<sqlx::PgPool> {
     let url = std::env::var("DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/videos".into());
     Ok(sqlx::PgPool::connect(&url).await?)
 }
+
+/// A loopback port nobody listens on right now, for a service a test starts itself.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}

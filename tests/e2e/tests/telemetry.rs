@@ -8,14 +8,11 @@ use std::time::{Duration, Instant};
 
 use axum::http::HeaderMap;
 use axum::routing::post;
+use e2e::free_port;
 
 fn binary(name: &str) -> PathBuf {
     let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     std::env::var("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|_| repo.join("target")).join("debug").join(name)
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 #[tokio::test]

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use e2e::{sha256_file, sha256_object, wait_until_settled, Stack};
+use e2e::{free_port, sha256_file, sha256_object, wait_until_settled, Stack};
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
@@ -353,11 +353,7 @@ async fn wait_ready(port: u16) {
 async fn the_service_killed_mid_upload_restarts_and_the_upload_resumes_and_completes() {
     let stack = Stack::from_env();
     let src = source().await;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let service = spawn_service(port);
     wait_ready(port).await;
     let endpoint = format!("http://127.0.0.1:{port}/api/v1/uploads/");

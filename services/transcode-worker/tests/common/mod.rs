@@ -11,9 +11,9 @@ use lapin::types::FieldTable;
 use shared::configuration::{Env, Seconds};
 use shared::queue::{Publisher, TranscodeJob};
 use shared::server::HttpSettings;
-use shared::storage::{Storage, Stored};
+use shared::storage::Storage;
 use shared::testing::World;
-use shared::videos::{NewVideo, Video, Videos};
+use shared::videos::{Video, Videos};
 use transcode_worker::configuration::{Mode, Settings};
 use transcode_worker::startup::Application;
 use uuid::Uuid;
@@ -131,13 +131,7 @@ impl Lab {
 
     /// Stores `bytes` as a source and registers the video, without a job.
     pub async fn register(&self, bytes: &[u8]) -> TranscodeJob {
-        let id = Uuid::now_v7();
-        let key = shared::layout::source(id);
-        self.storage.put_bytes(&key, bytes.to_vec().into(), "video/mp4").await.unwrap();
-        let stored = Stored { key: key.clone(), size: bytes.len() as u64, sha256: "0".repeat(64) };
-        let new = NewVideo { id, title: "t".into(), description: String::new(), content_type: "video/mp4".into(), stored };
-        self.videos.insert_uploaded(&new).await.unwrap();
-        TranscodeJob::new(id, key, bytes.len() as u64)
+        shared::testing::register_source(&self.storage, &self.videos, bytes).await.unwrap()
     }
 
     /// Registers and publishes.

@@ -121,10 +121,7 @@ async fn check_partials(st: &AppState, ids: &[Uuid]) -> Result<(), TusError> {
 }
 
 async fn assemble_if_ready(st: &AppState, up: Upload) -> Result<Upload, TusError> {
-    let lock = st.store.lock(up.id, st.tus.lock_wait.0).await?;
-    let res = st.finisher.assemble_locked(&lock, up.id).await;
-    lock.release().await;
-    if res?.is_some() {
+    if st.finisher.assemble(up.id, st.tus.lock_wait.0).await?.is_some() {
         st.metrics.uploads.with_label_values(&["completed"]).inc();
     }
     Ok(st.store.get(up.id).await?.unwrap_or(up))

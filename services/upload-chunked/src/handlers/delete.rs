@@ -10,15 +10,12 @@ use super::AppState;
 use crate::error::TusError;
 
 pub async fn delete(st: &AppState, id: Uuid) -> Result<Response, TusError> {
-    st.store.get(id).await?.ok_or(TusError::NotFound)?;
     let lock = st.store.lock(id, st.tus.lock_wait.0).await?;
-    let res = match st.store.get(id).await {
-        Ok(Some(up)) => st.store.terminate(&lock, &up).await.map_err(TusError::from),
-        Ok(None) => Err(TusError::NotFound),
-        Err(e) => Err(e.into()),
-    };
+    let res = st.store.terminate(&lock, id).await;
     lock.release().await;
-    res?;
+    if !res? {
+        return Err(TusError::NotFound);
+    }
     st.metrics.uploads.with_label_values(&["terminated"]).inc();
     Ok(StatusCode::NO_CONTENT.into_response())
 }

@@ -18,7 +18,6 @@ use uuid::Uuid;
 
 use super::AppState;
 use crate::error::TusError;
-use crate::finish::video_path;
 use crate::progress::UploadProgress;
 use crate::store::Upload;
 
@@ -39,16 +38,6 @@ pub async fn events(State(st): State<AppState>, Path(id): Path<String>) -> Respo
     }
 }
 
-fn from_store(up: &Upload) -> UploadProgress {
-    UploadProgress {
-        offset: up.offset,
-        length: up.length,
-        bytes_per_second: 0,
-        complete: up.video_id.is_some() || (up.completed && up.is_final()),
-        video: up.video_id.map(video_path),
-    }
-}
-
 fn event(p: &UploadProgress) -> Event {
     let kind = if p.complete { "complete" } else { "progress" };
     Event::default()
@@ -58,7 +47,7 @@ fn event(p: &UploadProgress) -> Event {
 }
 
 fn stream(st: AppState, first: Upload) -> impl Stream<Item = Result<Event, Infallible>> {
-    let initial = from_store(&first);
+    let initial = UploadProgress::from(&first);
     futures::stream::unfold(
         (st, Some(initial), None::<UploadProgress>, 0u32, false),
         move |(st, mut pending, mut last, mut polls, done)| async move {
@@ -82,7 +71,7 @@ fn stream(st: AppState, first: Upload) -> impl Stream<Item = Result<Event, Infal
                 pending = if polls % STORE_EVERY == 0 {
                     match st.store.get(first.id).await {
                         // The committed offset trails the bytes in flight; never report going backwards.
-                        Ok(Some(up)) => Some(from_store(&up)).filter(|p| {
+                        Ok(Some(up)) => Some(UploadProgress::from(&up)).filter(|p| {
                             p.complete || last.as_ref().is_none_or(|l| p.offset > l.offset)
                         }),
                         Ok(None) => return None,

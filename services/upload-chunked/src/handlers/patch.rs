@@ -141,14 +141,7 @@ async fn write_locked(
         tracing::info!(upload_id = %id, offset = up.offset, "request cut off; received bytes kept");
     }
     if !up.is_full() {
-        let p = UploadProgress {
-            offset: up.offset,
-            length: up.length,
-            bytes_per_second: 0,
-            complete: false,
-            video: None,
-        };
-        st.board.publish(id, &p).await;
+        st.board.publish(id, &UploadProgress::from(&up)).await;
         return Ok((up, appended));
     }
     let video_id = st.finisher.finish(lock, &up).await.inspect_err(|e| {

@@ -127,8 +127,9 @@ pub trait DataStore: Send + Sync + 'static {
         partials: &[Upload],
         expect_sha256: Option<&str>,
     ) -> Result<Stored, TusError>;
-    /// Frees every byte the upload holds and forgets it. A video it became is not touched.
-    async fn terminate(&self, lock: &UploadLock, upload: &Upload) -> anyhow::Result<()>;
+    /// Frees every byte the upload holds and forgets it; false when there is
+    /// no such upload. A video it became is not touched.
+    async fn terminate(&self, lock: &UploadLock, id: Uuid) -> anyhow::Result<bool>;
     async fn set_video(&self, id: Uuid, video_id: Uuid) -> anyhow::Result<()>;
     async fn finals_waiting_on(&self, partial: Uuid) -> anyhow::Result<Vec<Uuid>>;
     /// Unfinished (or unassembled partial) uploads past their expiry.

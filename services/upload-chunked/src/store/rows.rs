@@ -65,10 +65,6 @@ impl Rows {
         Self { pool }
     }
 
-    pub fn pool(&self) -> &PgPool {
-        &self.pool
-    }
-
     #[allow(clippy::too_many_arguments)]
     pub async fn insert(
         &self,

@@ -386,9 +386,9 @@ impl DataStore for S3Store {
         Ok(stored)
     }
 
-    async fn terminate(&self, _lock: &UploadLock, upload: &Upload) -> anyhow::Result<()> {
-        let Some(row) = self.rows.get(upload.id).await? else {
-            return Ok(());
+    async fn terminate(&self, _lock: &UploadLock, id: Uuid) -> anyhow::Result<bool> {
+        let Some(row) = self.rows.get(id).await? else {
+            return Ok(false);
         };
         self.abort_s3_upload(&row).await;
         if row.tail_bytes > 0 || row.completed_at.is_none() {
@@ -398,7 +398,8 @@ impl DataStore for S3Store {
         if row.video_id.is_none() && (row.completed_at.is_some() || row.concat == "partial") {
             self.storage.delete(&row.object_key).await?;
         }
-        self.rows.delete(row.id).await
+        self.rows.delete(row.id).await?;
+        Ok(true)
     }
 
     async fn set_video(&self, id: Uuid, video_id: Uuid) -> anyhow::Result<()> {

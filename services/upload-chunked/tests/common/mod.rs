@@ -131,13 +131,7 @@ impl TestApp {
     }
 
     pub async fn patch(&self, path: &str, offset: usize, body: Vec<u8>) -> Response {
-        self.tus(Method::PATCH, path)
-            .header("upload-offset", offset)
-            .header("content-type", "application/offset+octet-stream")
-            .body(body)
-            .send()
-            .await
-            .unwrap()
+        self.patch_with(path, offset, body, &[]).await
     }
 
     pub async fn patch_with(

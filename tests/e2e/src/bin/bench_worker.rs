@@ -21,9 +21,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use shared::queue::{Publisher, TranscodeJob};
-use shared::storage::{Storage, Stored};
+use shared::storage::Storage;
 use shared::testing::World;
-use shared::videos::{NewVideo, Videos};
+use shared::videos::Videos;
 use uuid::Uuid;
 
 const LATENCY_JOBS: usize = 200;
@@ -76,12 +76,7 @@ impl Bench {
     async fn register(&self, bytes: &[u8], n: usize) -> anyhow::Result<Vec<TranscodeJob>> {
         let mut jobs = Vec::with_capacity(n);
         for _ in 0..n {
-            let id = Uuid::now_v7();
-            let key = shared::layout::source(id);
-            self.storage.put_bytes(&key, bytes.to_vec().into(), "video/mp4").await?;
-            let stored = Stored { key: key.clone(), size: bytes.len() as u64, sha256: "0".repeat(64) };
-            self.videos.insert_uploaded(&NewVideo { id, title: "bench".into(), description: String::new(), content_type: "video/mp4".into(), stored }).await?;
-            jobs.push(TranscodeJob::new(id, key, bytes.len() as u64));
+            jobs.push(shared::testing::register_source(&self.storage, &self.videos, bytes).await?);
         }
         Ok(jobs)
     }
