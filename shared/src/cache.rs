@@ -1,6 +1,6 @@
-//! Redis: short-lived shared state — transcode progress today, counters and
-//! sessions later. Nothing here is the source of truth; losing Redis loses
-//! progress bars, never videos.
+//! Redis: short-lived shared state — transcode progress, and the connection
+//! that [`crate::sessions`] and the edges' purge channel use. Nothing here is
+//! the source of truth; losing Redis loses progress bars, never videos.
 
 use anyhow::Context;
 use redis::aio::ConnectionManager;
@@ -65,6 +65,20 @@ impl Progress {
 }
 
 impl Cache {
+    /// The shared connection, for modules that keep their own keys (sessions).
+    pub async fn connection(&self) -> anyhow::Result<ConnectionManager> {
+        self.conn().await
+    }
+
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// A connection of its own for SUBSCRIBE, which a shared one cannot carry.
+    pub async fn pubsub(&self) -> anyhow::Result<redis::aio::PubSub> {
+        self.client.get_async_pubsub().await.context("connecting to Redis for pub/sub")
+    }
+
     async fn conn(&self) -> anyhow::Result<ConnectionManager> {
         let conn = self
             .conn

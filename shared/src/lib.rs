@@ -6,11 +6,14 @@
 //! - [`extract`] — path values parsed into newtypes at the boundary.
 //! - [`telemetry`] — tracing, OTLP export, trace context over HTTP and AMQP.
 //! - [`db`] — PostgreSQL pool and migrations.
+//! - [`delivery`] — CORS and manifest gzip, for the origin and the edges.
 //! - [`queue`] — RabbitMQ topology, job message, confirmed publisher, dead letters.
 //! - [`storage`] — S3 client and the bounded-memory multipart writer.
 //! - [`layout`] — the bucket's key layout.
+//! - [`playlist`] — per-viewer rewriting of HLS playlists (sessions, cap, pathways).
 //! - [`range`] — HTTP byte ranges.
 //! - [`cache`] — Redis (progress, counters).
+//! - [`sessions`] — viewer sessions and live counts, in Redis.
 //! - [`health`] — readiness probes.
 //! - [`metrics`] — Prometheus registry and HTTP metrics.
 //! - [`server`] — the HTTP server wrapper every service runs in.
@@ -21,14 +24,17 @@ pub mod backends;
 pub mod cache;
 pub mod configuration;
 pub mod db;
+pub mod delivery;
 pub mod error;
 pub mod extract;
 pub mod health;
 pub mod layout;
 pub mod metrics;
+pub mod playlist;
 pub mod queue;
 pub mod range;
 pub mod server;
+pub mod sessions;
 pub mod storage;
 pub mod telemetry;
 #[cfg(feature = "testing")]

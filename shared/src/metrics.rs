@@ -13,7 +13,14 @@ pub struct Metrics {
 
 impl Metrics {
     pub fn new(service: &str) -> Self {
-        let registry = Registry::new_custom(None, Some([("service".to_owned(), service.to_owned())].into())).expect("valid registry");
+        Self::with_labels(service, &[])
+    }
+
+    /// Constant labels on every series besides `service` (an edge's region and node).
+    pub fn with_labels(service: &str, labels: &[(&str, &str)]) -> Self {
+        let mut all: std::collections::HashMap<String, String> = labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        all.insert("service".to_owned(), service.to_owned());
+        let registry = Registry::new_custom(None, Some(all)).expect("valid registry");
         let http_requests = IntCounterVec::new(
             Opts::new("http_requests_total", "HTTP requests by route, method and status"),
             &["method", "route", "status"],

@@ -24,6 +24,7 @@ use crate::configuration::{ByteSize, Env, Secret};
 
 /// How S3 dates are formatted (the origin sends Last-Modified in HTTP-date form).
 pub use aws_sdk_s3::primitives::DateTimeFormat as DateFormat;
+pub use aws_sdk_s3::primitives::DateTime as S3DateTime;
 
 /// S3 refuses parts under 5 MiB (except the last) and more than 10 000 parts.
 pub const MIN_PART_BYTES: u64 = 5 << 20;
@@ -154,6 +155,16 @@ impl Storage {
             Fetched::Object(out) => Ok(Some(out)),
             Fetched::Missing => Ok(None),
             Fetched::RangeNotSatisfiable => unreachable!("no range was asked for"),
+        }
+    }
+
+    /// The object's metadata (ETag, Last-Modified, length), or None when it
+    /// does not exist: what a conditional request is answered from.
+    pub async fn head(&self, key: &str) -> anyhow::Result<Option<aws_sdk_s3::operation::head_object::HeadObjectOutput>> {
+        match self.client.head_object().bucket(&self.bucket).key(key).send().await {
+            Ok(out) => Ok(Some(out)),
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_not_found()) => Ok(None),
+            Err(e) => Err(anyhow::Error::new(e).context(format!("HeadObject {key}"))),
         }
     }
 

@@ -81,3 +81,56 @@ pub async fn register_source(storage: &crate::storage::Storage, videos: &crate::
     videos.insert_uploaded(&new).await?;
     Ok(crate::queue::TranscodeJob::new(id, key, bytes.len() as u64))
 }
+
+/// A `ready` video whose committed folder holds `files` (relative name,
+/// bytes), as if a transcode had written and committed them: for delivery
+/// tests that need exact, known objects rather than an encoder's output.
+pub async fn ready_video(storage: &crate::storage::Storage, videos: &crate::videos::Videos, pool: &sqlx::PgPool, files: &[(&str, bytes::Bytes)]) -> anyhow::Result<Uuid> {
+    let job = register_source(storage, videos, b"source").await?;
+    let prefix = crate::layout::attempt_prefix(job.video_id, Uuid::now_v7());
+    for (name, body) in files {
+        let ct = crate::layout::content_type(name).unwrap_or("application/octet-stream");
+        storage.put_bytes(&format!("{prefix}{name}"), body.clone(), ct).await?;
+    }
+    sqlx::query("UPDATE videos SET status = 'ready', master_key = $2 WHERE id = $1")
+        .bind(job.video_id)
+        .bind(format!("{prefix}{}", crate::layout::MASTER_PLAYLIST))
+        .execute(pool)
+        .await?;
+    Ok(job.video_id)
+}
+
+/// Deterministic, incompressible bytes that differ at every offset and for
+/// every seed (xorshift), so a misplaced or mixed-up chunk shows.
+pub fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+/// Polls `check` every 100 ms until it holds, failing the test after `within`.
+pub async fn eventually<F, Fut>(within: std::time::Duration, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = std::time::Instant::now() + within;
+    while !check().await {
+        assert!(std::time::Instant::now() < deadline, "{what}: not within {within:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+/// A series' value on a Prometheus text page, summed over its label sets.
+pub fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}

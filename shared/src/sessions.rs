@@ -1,0 +1,316 @@
+//! Viewer sessions, in Redis: issued by the origin with a master playlist,
+//! kept alive by every fetch that carries the session id (origin or edge),
+//! and counted per video, region, serving node and pathway.
+//!
+//! Redis holds them because every origin and edge must see the same counts.
+//! A session is "live" while it fetched within the TTL; liveness is a sorted
+//! set per dimension scored by last-seen time, pruned whenever touched or
+//! counted, so no set grows past the live sessions plus one TTL of dead ones.
+//! Losing Redis loses counts, never video.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use redis::AsyncCommands;
+use serde::Serialize;
+use uuid::Uuid;
+
+use crate::cache::Cache;
+
+/// A session id: 32 lowercase hex digits. Parsed at the boundary so a key
+/// never contains what a client typed.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct SessionId(String);
+
+impl SessionId {
+    pub fn new() -> Self {
+        Self(Uuid::new_v4().simple().to_string())
+    }
+    pub fn parse(raw: &str) -> Option<Self> {
+        (raw.len() == 32 && raw.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))).then(|| Self(raw.to_owned()))
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Default for SessionId {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// A region or node label: short, `[A-Za-z0-9._-]`. Anything else becomes
+/// "default" rather than an error: it is advisory input from a header.
+pub fn label(raw: Option<&str>) -> String {
+    match raw {
+        Some(r) if !r.is_empty() && r.len() <= 64 && r.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b)) => r.to_owned(),
+        _ => "default".to_owned(),
+    }
+}
+
+/// What the origin decided for a session when it was issued.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Session {
+    pub id: SessionId,
+    pub video: Uuid,
+    pub region: String,
+    pub pathway: String,
+    /// Video rungs left out of its master playlist (the bitrate cap).
+    pub dropped_rungs: usize,
+}
+
+/// Live counts for the viewers API.
+#[derive(Debug, Clone, Serialize, Default, PartialEq)]
+pub struct Overview {
+    pub total: u64,
+    pub by_node: BTreeMap<String, u64>,
+    pub by_region: BTreeMap<String, u64>,
+}
+
+/// One of the live sets a session counts in.
+#[derive(Debug, Clone, Copy)]
+pub enum Live<'a> {
+    All,
+    Video(Uuid),
+    Region(&'a str),
+    /// A region's sessions on one pathway.
+    Pathway(&'a str, &'a str),
+    Node(&'a str),
+}
+
+impl Live<'_> {
+    fn key(&self) -> String {
+        match self {
+            Live::All => "live:all".into(),
+            Live::Video(v) => format!("live:video:{v}"),
+            Live::Region(r) => format!("live:region:{r}"),
+            Live::Pathway(r, p) => format!("live:path:{r}:{p}"),
+            Live::Node(n) => format!("live:node:{n}"),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct Sessions {
+    cache: Cache,
+    ttl: Duration,
+}
+
+/// Keeps a session alive: refreshes its hash and its score in every live
+/// set it belongs to, pruning each set on the way. Returns 0 for an unknown
+/// (expired or forged) session, which then counts nowhere.
+const TOUCH: &str = r#"
+local p, sid, now, cutoff, node, keep = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5], tonumber(ARGV[6])
+local s = redis.call('HMGET', p..':session:'..sid, 'video', 'region', 'pathway')
+if not s[1] then return 0 end
+redis.call('EXPIRE', p..':session:'..sid, keep)
+local sets = {p..':live:all', p..':live:video:'..s[1], p..':live:region:'..s[2], p..':live:path:'..s[2]..':'..s[3]}
+if node ~= '' then
+  table.insert(sets, p..':live:node:'..node)
+  redis.call('SADD', p..':nodes', node)
+end
+for _, k in ipairs(sets) do
+  redis.call('ZADD', k, now, sid)
+  redis.call('ZREMRANGEBYSCORE', k, '-inf', cutoff)
+  redis.call('PEXPIRE', k, keep * 1000)
+end
+return 1
+"#;
+
+/// Moves a session to another pathway: out of the old pathway's live set,
+/// into the new one's.
+const MOVE: &str = r#"
+local p, sid, to, now = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
+local s = redis.call('HMGET', p..':session:'..sid, 'region', 'pathway')
+if not s[1] then return 0 end
+if s[2] == to then return 1 end
+redis.call('HSET', p..':session:'..sid, 'pathway', to)
+redis.call('ZREM', p..':live:path:'..s[1]..':'..s[2], sid)
+redis.call('ZADD', p..':live:path:'..s[1]..':'..to, now, sid)
+return 1
+"#;
+
+fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+impl Sessions {
+    pub fn new(cache: Cache, ttl: Duration) -> Self {
+        Self { cache, ttl }
+    }
+
+    pub fn ttl(&self) -> Duration {
+        self.ttl
+    }
+
+    fn key(&self, rest: &str) -> String {
+        format!("{}:{rest}", self.cache.prefix())
+    }
+
+    /// A session hash outlives liveness, so a viewer back from a long pause
+    /// keeps its id and decisions (and counts again once it fetches).
+    fn keep_secs(&self) -> u64 {
+        (self.ttl.as_secs() * 20).max(3600)
+    }
+
+    /// Registers a new session and counts a view of its video.
+    pub async fn issue(&self, s: &Session, node: &str) -> anyhow::Result<()> {
+        let mut c = self.cache.connection().await?;
+        let key = self.key(&format!("session:{}", s.id.as_str()));
+        let _: () = redis::pipe()
+            .atomic()
+            .hset_multiple(&key, &[("video", s.video.to_string()), ("region", s.region.clone()), ("pathway", s.pathway.clone()), ("dropped", s.dropped_rungs.to_string())])
+            .ignore()
+            .expire(&key, self.keep_secs() as i64)
+            .ignore()
+            .incr(self.key(&format!("views:{}", s.video)), 1)
+            .ignore()
+            .sadd(self.key("regions"), &s.region)
+            .ignore()
+            .query_async(&mut c)
+            .await?;
+        self.touch(&s.id, node).await?;
+        Ok(())
+    }
+
+    /// The session, if it exists.
+    pub async fn get(&self, id: &SessionId) -> anyhow::Result<Option<Session>> {
+        let mut c = self.cache.connection().await?;
+        let (video, region, pathway, dropped): (Option<String>, Option<String>, Option<String>, Option<usize>) =
+            redis::cmd("HMGET").arg(self.key(&format!("session:{}", id.as_str()))).arg(&["video", "region", "pathway", "dropped"]).query_async(&mut c).await?;
+        let (Some(video), Some(region), Some(pathway)) = (video, region, pathway) else { return Ok(None) };
+        let Ok(video) = video.parse() else { return Ok(None) };
+        Ok(Some(Session { id: id.clone(), video, region, pathway, dropped_rungs: dropped.unwrap_or(0) }))
+    }
+
+    /// A fetch by this session, served by `node` ("" for none). False when
+    /// the session is unknown.
+    pub async fn touch(&self, id: &SessionId, node: &str) -> anyhow::Result<bool> {
+        let mut c = self.cache.connection().await?;
+        let now = now_ms();
+        let cutoff = now.saturating_sub(self.ttl.as_millis() as u64);
+        let n: i64 = redis::Script::new(TOUCH)
+            .arg(self.cache.prefix())
+            .arg(id.as_str())
+            .arg(now)
+            .arg(cutoff)
+            .arg(node)
+            .arg(self.keep_secs())
+            .invoke_async(&mut c)
+            .await?;
+        Ok(n == 1)
+    }
+
+    /// Moves a session to `pathway` (steering).
+    pub async fn move_to(&self, id: &SessionId, pathway: &str) -> anyhow::Result<()> {
+        let mut c = self.cache.connection().await?;
+        let _: i64 = redis::Script::new(MOVE).arg(self.cache.prefix()).arg(id.as_str()).arg(pathway).arg(now_ms()).invoke_async(&mut c).await?;
+        Ok(())
+    }
+
+    /// Live sessions in each of `sets`, each pruned first: one round trip
+    /// however many sets (overview and steering ask for several).
+    pub async fn live(&self, sets: &[Live<'_>]) -> anyhow::Result<Vec<u64>> {
+        let cutoff = now_ms().saturating_sub(self.ttl.as_millis() as u64);
+        let mut pipe = redis::pipe();
+        for set in sets {
+            let key = self.key(&set.key());
+            pipe.zrembyscore(&key, "-inf", cutoff).ignore().zcard(&key);
+        }
+        Ok(pipe.query_async(&mut self.cache.connection().await?).await?)
+    }
+
+    pub async fn views(&self, video: Uuid) -> anyhow::Result<u64> {
+        let mut c = self.cache.connection().await?;
+        let n: Option<u64> = c.get(self.key(&format!("views:{video}"))).await?;
+        Ok(n.unwrap_or(0))
+    }
+
+    /// Live counts by node and region.
+    pub async fn overview(&self) -> anyhow::Result<Overview> {
+        let mut c = self.cache.connection().await?;
+        let (nodes, regions): (Vec<String>, Vec<String>) = redis::pipe().smembers(self.key("nodes")).smembers(self.key("regions")).query_async(&mut c).await?;
+        let sets: Vec<Live> = std::iter::once(Live::All).chain(nodes.iter().map(|n| Live::Node(n))).chain(regions.iter().map(|r| Live::Region(r))).collect();
+        let counts = self.live(&sets).await?;
+        Ok(Overview {
+            total: counts[0],
+            by_node: nodes.iter().cloned().zip(counts[1..].iter().copied()).collect(),
+            by_region: regions.iter().cloned().zip(counts[1 + nodes.len()..].iter().copied()).collect(),
+        })
+    }
+
+    /// A shared flag (e.g. "secondary active in region r"), for every origin to agree on.
+    pub async fn flag(&self, name: &str) -> anyhow::Result<bool> {
+        let mut c = self.cache.connection().await?;
+        let v: Option<String> = c.get(self.key(&format!("flag:{name}"))).await?;
+        Ok(v.as_deref() == Some("1"))
+    }
+
+    pub async fn set_flag(&self, name: &str, on: bool) -> anyhow::Result<()> {
+        let mut c = self.cache.connection().await?;
+        let _: () = c.set(self.key(&format!("flag:{name}")), if on { "1" } else { "0" }).await?;
+        Ok(())
+    }
+}
+
+/// Keep-alives from one serving node, throttled: at most one Redis round
+/// trip per session every few seconds, off the request path, so a busy edge
+/// does not turn every segment into a Redis write. Also this node's own
+/// live count, kept locally, for its metrics.
+#[derive(Clone)]
+pub struct Heartbeats {
+    sessions: Sessions,
+    node: String,
+    recent: moka::sync::Cache<SessionId, ()>,
+    live: moka::sync::Cache<SessionId, ()>,
+}
+
+impl Heartbeats {
+    pub fn new(sessions: Sessions, node: &str) -> Self {
+        let ttl = sessions.ttl();
+        let every = (ttl / 4).clamp(Duration::from_millis(250), Duration::from_secs(5));
+        Self {
+            node: node.to_owned(),
+            recent: moka::sync::Cache::builder().max_capacity(1_000_000).time_to_live(every).build(),
+            live: moka::sync::Cache::builder().max_capacity(1_000_000).time_to_live(ttl).build(),
+            sessions,
+        }
+    }
+
+    pub fn beat(&self, sid: &SessionId) {
+        self.live.insert(sid.clone(), ());
+        if self.recent.contains_key(sid) {
+            return;
+        }
+        self.recent.insert(sid.clone(), ());
+        let (sessions, node, sid) = (self.sessions.clone(), self.node.clone(), sid.clone());
+        tokio::spawn(async move {
+            if let Err(e) = sessions.touch(&sid, &node).await {
+                tracing::warn!(error = format!("{e:#}"), "session keep-alive not recorded");
+            }
+        });
+    }
+
+    /// Sessions that fetched from this node within the TTL.
+    pub fn live_here(&self) -> u64 {
+        self.live.run_pending_tasks();
+        self.live.entry_count()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_and_labels_are_checked_at_the_boundary() {
+        let id = SessionId::new();
+        assert_eq!(SessionId::parse(id.as_str()), Some(id));
+        assert_eq!(SessionId::parse("../x"), None);
+        assert_eq!(SessionId::parse(&"A".repeat(32)), None);
+        assert_eq!(label(Some("eu-west")), "eu-west");
+        assert_eq!(label(Some("a:b")), "default");
+        assert_eq!(label(None), "default");
+    }
+}
