@@ -1,7 +1,10 @@
-//! Settings of the streaming origin.
+//! Settings of the streaming origin: backends, cache policy, viewer
+//! sessions, the bitrate cap and content steering.
 
-use shared::configuration::Env;
+use shared::cache::RedisSettings;
+use shared::configuration::{ByteSize, Env, Seconds};
 use shared::db::DatabaseSettings;
+use shared::playlist::Pathway;
 use shared::server::HttpSettings;
 use shared::storage::S3Settings;
 use shared::telemetry::TelemetrySettings;
@@ -12,15 +15,137 @@ pub struct Settings {
     pub telemetry: TelemetrySettings,
     pub database: DatabaseSettings,
     pub s3: S3Settings,
+    pub redis: RedisSettings,
+    /// This origin's name in the per-node viewer counts.
+    pub node: String,
+    pub cache: CachePolicy,
+    pub session_ttl: Seconds,
+    pub cap: CapSettings,
+    pub steering: SteeringSettings,
+}
+
+/// Cache-Control of what the origin serves: edges and browsers obey it.
+#[derive(Debug, Clone, Default)]
+pub struct CachePolicy {
+    pub playlist: String,
+    pub segment: String,
+}
+
+/// Server-side bitrate adaptation: above either "above" threshold, new
+/// sessions lose their top rungs; they get them back once both figures are
+/// under their "below" thresholds. A threshold of 0 turns its figure off.
+#[derive(Debug, Clone, Default)]
+pub struct CapSettings {
+    pub egress_above: ByteSize,
+    pub egress_below: ByteSize,
+    pub viewers_above: u64,
+    pub viewers_below: u64,
+    pub drop_rungs: usize,
+    pub interval: Seconds,
+}
+
+/// HLS Content Steering. The first pathway is the primary; the second takes
+/// a region's overflow while the secondary is active.
+#[derive(Debug, Clone, Default)]
+pub struct SteeringSettings {
+    pub pathways: Vec<Pathway>,
+    pub server_url: String,
+    pub activate_above: u64,
+    pub release_below: u64,
+    pub ttl: Seconds,
+}
+
+/// `primary=http://a,secondary=http://b`.
+fn parse_pathways(raw: &str) -> Result<Vec<Pathway>, String> {
+    raw.split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let (id, base) = p.split_once('=').ok_or_else(|| format!("{p:?} is not ID=URL"))?;
+            if id.is_empty() || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b)) {
+                return Err(format!("pathway id {id:?} must be [A-Za-z0-9._-]+"));
+            }
+            // An empty URL: relative to the host that served the master (any front door).
+            if !(base.is_empty() || base.starts_with("http://") || base.starts_with("https://")) {
+                return Err(format!("pathway {id}'s URL {base:?} must start with http:// or https://, or be empty"));
+            }
+            Ok(Pathway { id: id.to_owned(), base: base.trim_end_matches('/').to_owned() })
+        })
+        .collect()
 }
 
 impl Settings {
     pub fn from_env(env: &mut Env) -> Self {
-        Self {
+        let raw_pathways: String = env.optional("STEERING_PATHWAYS", "", "content steering pathways, first is primary: primary=http://cdn-a,secondary=http://cdn-b; an empty URL means the host that served the master (empty list: no steering)");
+        let pathways = parse_pathways(&raw_pathways).unwrap_or_else(|e| {
+            env.invalid(format!("STEERING_PATHWAYS: {e}"));
+            Vec::new()
+        });
+        if pathways.len() == 1 {
+            env.invalid("STEERING_PATHWAYS needs at least two pathways (a primary and a secondary), or none");
+        }
+        let s = Self {
             http: HttpSettings::from_env(env, "0.0.0.0:8003"),
             telemetry: TelemetrySettings::from_env(env),
             database: DatabaseSettings::from_env(env),
             s3: S3Settings::from_env(env),
+            redis: RedisSettings::from_env(env),
+            node: env.optional("ORIGIN_NODE", "origin", "this origin's name in viewer counts per serving node"),
+            cache: CachePolicy {
+                playlist: env.optional(
+                    "CACHE_CONTROL_PLAYLIST",
+                    "public, max-age=3600, stale-while-revalidate=60, stale-if-error=86400",
+                    "Cache-Control of playlists, manifests and WebVTT",
+                ),
+                segment: env.optional(
+                    "CACHE_CONTROL_SEGMENT",
+                    "public, max-age=31536000, immutable, stale-if-error=86400",
+                    "Cache-Control of segments, init segments and images",
+                ),
+            },
+            session_ttl: env.optional("VIEWER_SESSION_TTL", "30s", "a viewer counts as live this long after its last fetch"),
+            cap: CapSettings {
+                egress_above: env.optional("BITRATE_CAP_EGRESS_ABOVE", "0", "egress per second above which new sessions lose top rungs (0: ignore egress)"),
+                egress_below: env.optional("BITRATE_CAP_EGRESS_BELOW", "0", "egress per second below which the cap may lift"),
+                viewers_above: env.optional("BITRATE_CAP_VIEWERS_ABOVE", "0", "live viewers above which new sessions lose top rungs (0: ignore viewers)"),
+                viewers_below: env.optional("BITRATE_CAP_VIEWERS_BELOW", "0", "live viewers below which the cap may lift"),
+                drop_rungs: env.optional("BITRATE_CAP_DROP_RUNGS", "1", "top video rungs left out while the cap is on"),
+                interval: env.optional("BITRATE_CAP_INTERVAL", "1s", "how often egress and viewers are measured"),
+            },
+            steering: SteeringSettings {
+                pathways,
+                server_url: env.optional("STEERING_SERVER_URL", "", "base URL players fetch /steering/ from (empty: the host that served the master playlist)"),
+                activate_above: env.optional("STEERING_ACTIVATE_ABOVE", "1000", "a region's live viewers above which its secondary pathway takes viewers"),
+                release_below: env.optional("STEERING_RELEASE_BELOW", "800", "a region's live viewers below which its secondary drains; also the primary's share while active"),
+                ttl: env.optional("STEERING_TTL", "10s", "how often players ask the steering server again"),
+            },
+        };
+        if s.cap.egress_below > s.cap.egress_above || s.cap.viewers_below > s.cap.viewers_above {
+            env.invalid("each BITRATE_CAP_*_BELOW must not exceed its *_ABOVE (the gap is the hysteresis)");
         }
+        if s.steering.release_below >= s.steering.activate_above {
+            env.invalid("STEERING_RELEASE_BELOW must be lower than STEERING_ACTIVATE_ABOVE");
+        }
+        if s.session_ttl.0.as_secs() == 0 || s.steering.ttl.0.as_secs() == 0 || s.cap.interval.0.is_zero() {
+            env.invalid("VIEWER_SESSION_TTL and STEERING_TTL must be at least 1s, BITRATE_CAP_INTERVAL above 0");
+        }
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pathways_are_id_equals_url_pairs() {
+        let p = parse_pathways("primary=http://a:8080/, secondary=https://b").unwrap();
+        assert_eq!(p[0], Pathway { id: "primary".into(), base: "http://a:8080".into() });
+        assert_eq!(p[1].id, "secondary");
+        assert!(parse_pathways("primary").is_err());
+        assert!(parse_pathways("a b=http://x").is_err());
+        assert!(parse_pathways("a=ftp://x").is_err());
+        assert_eq!(parse_pathways("primary=,b=http://b").unwrap()[0].base, "");
+        assert_eq!(parse_pathways("").unwrap(), vec![]);
     }
 }

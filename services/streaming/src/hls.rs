@@ -1,22 +1,31 @@
-//! GET/HEAD /hls/{video_id}/{*object}: one HLS object of a ready video.
+//! GET/HEAD /hls/{video_id}/{*object}: one HLS object of a ready video, with
+//! the HTTP a cache and a browser player need: single/suffix/open ranges
+//! (416 outside the object), ETag and Last-Modified validators (304),
+//! exact media types and the configured Cache-Control. CORS and gzip are
+//! layers (see `startup`). The master playlist is per viewer: [`crate::master`].
 //!
 //! Readiness, and the folder of the attempt that committed, come from the
 //! catalogue (cached briefly: `ready` is terminal, so a short TTL only delays
-//! a deletion). Public paths never name the attempt, so URLs stay the same
-//! whichever attempt won. The S3 body is streamed through, never buffered.
+//! a deletion). Public paths never name the attempt. Bodies stream from S3.
 
-use std::time::Duration;
+use std::sync::Arc;
 
 use axum::body::Body;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
+use futures::TryStreamExt;
+use serde::Deserialize;
 use shared::error::Problem;
 use shared::extract::VideoId;
 use shared::layout;
+use shared::sessions::{Heartbeats, SessionId, Sessions};
 use shared::storage::{Fetched, Storage};
 use shared::videos::Videos;
 use uuid::Uuid;
+
+use crate::cap::BitrateCap;
+use crate::configuration::{CachePolicy, SteeringSettings};
 
 #[derive(Clone)]
 pub struct OriginState {
@@ -24,24 +33,24 @@ pub struct OriginState {
     pub storage: Storage,
     /// Ready videos and the S3 folder each is served from.
     pub ready: moka::future::Cache<Uuid, String>,
-}
-
-impl OriginState {
-    pub fn new(videos: Videos, storage: Storage) -> Self {
-        let ready = moka::future::Cache::builder().max_capacity(100_000).time_to_live(Duration::from_secs(10)).build();
-        Self { videos, storage, ready }
-    }
+    /// Stored master playlists by folder: immutable once committed.
+    pub masters: moka::future::Cache<String, Arc<str>>,
+    pub sessions: Sessions,
+    pub heartbeats: Heartbeats,
+    pub cache: Arc<CachePolicy>,
+    pub cap: Arc<BitrateCap>,
+    pub steering: Arc<SteeringSettings>,
+    pub metrics: crate::metrics::OriginMetrics,
 }
 
 /// A relative object path inside a video's HLS prefix: at most two segments
 /// of `[A-Za-z0-9._-]`, none starting with a dot, with a known extension.
 /// Anything else (traversal, odd characters) is refused before S3 sees it.
-/// Parsing also settles the object's content type and cache policy.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HlsObject {
-    path: String,
-    content_type: &'static str,
-    cache_control: &'static str,
+    pub path: String,
+    pub content_type: &'static str,
+    pub playlist: bool,
 }
 
 impl HlsObject {
@@ -51,30 +60,54 @@ impl HlsObject {
             && parts.iter().all(|p| {
                 !p.is_empty() && !p.starts_with('.') && p.len() <= 64 && p.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
             });
-        let (content_type, cache_control) = kind(raw).filter(|_| ok)?;
-        Some(HlsObject { path: raw.to_owned(), content_type, cache_control })
+        let content_type = layout::content_type(raw).filter(|_| ok)?;
+        // Text manifests: short-lived cache policy, gzip, session tagging.
+        let playlist = matches!(raw.rsplit('.').next(), Some("m3u8" | "vtt" | "mpd"));
+        Some(HlsObject { path: raw.to_owned(), content_type, playlist })
     }
 }
 
-/// Content type and cache policy by extension. Segments and posters never
-/// change once written; playlists of a VOD do not either, but get an hour so
-/// a re-transcode (or a purge) takes effect without waiting a year.
-fn kind(path: &str) -> Option<(&'static str, &'static str)> {
-    const IMMUTABLE: &str = "public, max-age=31536000, immutable";
-    const PLAYLIST: &str = "public, max-age=3600";
-    let content_type = layout::content_type(path)?;
-    let cache = match path.rsplit('.').next()? {
-        "m3u8" | "vtt" | "mpd" => PLAYLIST,
-        _ => IMMUTABLE,
-    };
-    Some((content_type, cache))
+#[derive(Debug, Deserialize, Default)]
+pub struct ViewerQuery {
+    pub sid: Option<String>,
+    pub region: Option<String>,
+    pub pathway: Option<String>,
 }
 
-fn not_found(detail: String) -> Response {
+pub fn not_found(detail: String) -> Response {
     Problem::new(StatusCode::NOT_FOUND, "hls-object-not-found", "Not found", detail).into_response()
 }
 
-pub async fn get_object(State(st): State<OriginState>, method: Method, Path((raw_id, raw_path)): Path<(String, String)>, headers: HeaderMap) -> Response {
+impl OriginState {
+    /// The S3 folder a ready video is served from, or the response that says why not.
+    pub async fn served_prefix(&self, id: Uuid) -> Result<String, Response> {
+        if let Some(prefix) = self.ready.get(&id).await {
+            return Ok(prefix);
+        }
+        match self.videos.get(id).await {
+            Ok(Some(v)) if v.status == "ready" => {
+                let Some(prefix) = v.master_key.as_deref().and_then(layout::served_prefix).map(str::to_owned) else {
+                    return Err(Problem::internal(&anyhow::anyhow!("ready video {id} has no usable master_key {:?}", v.master_key)).into_response());
+                };
+                self.ready.insert(id, prefix.clone()).await;
+                Ok(prefix)
+            }
+            Ok(Some(v)) => Err(not_found(format!("video {id} is not ready (status: {})", v.status))),
+            Ok(None) => Err(not_found(format!("there is no video {id}"))),
+            Err(e) => Err(Problem::unavailable("catalogue", &e).into_response()),
+        }
+    }
+
+    fn cache_control(&self, object: &HlsObject) -> &str {
+        if object.playlist {
+            &self.cache.playlist
+        } else {
+            &self.cache.segment
+        }
+    }
+}
+
+pub async fn get_object(State(st): State<OriginState>, method: Method, Path((raw_id, raw_path)): Path<(String, String)>, Query(q): Query<ViewerQuery>, headers: HeaderMap) -> Response {
     let id = match VideoId::parse(&raw_id) {
         Ok(VideoId(id)) => id,
         Err(p) => return p.into_response(),
@@ -82,37 +115,43 @@ pub async fn get_object(State(st): State<OriginState>, method: Method, Path((raw
     let Some(object) = HlsObject::parse(&raw_path) else {
         return not_found(format!("{raw_path:?} is not an HLS object name"));
     };
-    let prefix = match st.ready.get(&id).await {
-        Some(prefix) => prefix,
-        None => match st.videos.get(id).await {
-            Ok(Some(v)) if v.status == "ready" => {
-                let Some(prefix) = v.master_key.as_deref().and_then(layout::served_prefix).map(str::to_owned) else {
-                    return Problem::internal(&anyhow::anyhow!("ready video {id} has no usable master_key {:?}", v.master_key)).into_response();
-                };
-                st.ready.insert(id, prefix.clone()).await;
-                prefix
-            }
-            Ok(Some(v)) => return not_found(format!("video {id} is not ready (status: {})", v.status)),
-            Ok(None) => return not_found(format!("there is no video {id}")),
-            Err(e) => return Problem::unavailable("catalogue", &e).into_response(),
-        },
+    if object.path == layout::MASTER_PLAYLIST {
+        return crate::master::get_master(st, id, method, q, headers).await;
+    }
+    let prefix = match st.served_prefix(id).await {
+        Ok(p) => p,
+        Err(res) => return res,
     };
     let key = format!("{prefix}{}", object.path);
+    let sid = q.sid.as_deref().and_then(SessionId::parse);
+    if let Some(sid) = &sid {
+        st.heartbeats.beat(sid);
+    }
+    // A session's playlist is rewritten so its segment URIs carry the id;
+    // it is read whole (playlists are small) and is private to the viewer.
+    if object.playlist && sid.is_some() && object.content_type == layout::content_type("x.m3u8").expect("known") {
+        return tagged_playlist(&st, &key, &object, &method, sid.expect("checked")).await;
+    }
+    if let Some(res) = not_modified(&st, &key, &object, &headers).await {
+        return res;
+    }
     let range = headers.get(header::RANGE).and_then(|v| v.to_str().ok());
     let out = match st.storage.get_range(&key, range).await {
         Ok(Fetched::Object(out)) => out,
         Ok(Fetched::Missing) => return not_found(format!("no object {}", object.path)),
         Ok(Fetched::RangeNotSatisfiable) => {
-            return Problem::new(StatusCode::RANGE_NOT_SATISFIABLE, "range-not-satisfiable", "Range not satisfiable", "the requested range is outside the object").into_response();
+            return shared::delivery::range_not_satisfiable(st.storage.size(&key).await.ok().flatten().unwrap_or(0));
         }
         Err(e) => return Problem::unavailable("object storage", &e).into_response(),
     };
     let mut res = Response::builder()
         .status(if out.content_range().is_some() { StatusCode::PARTIAL_CONTENT } else { StatusCode::OK })
         .header(header::CONTENT_TYPE, object.content_type)
-        .header(header::CACHE_CONTROL, object.cache_control)
         .header(header::ACCEPT_RANGES, "bytes");
     let h = res.headers_mut().expect("builder is valid");
+    if let Ok(cc) = HeaderValue::from_str(st.cache_control(&object)) {
+        h.insert(header::CACHE_CONTROL, cc);
+    }
     if let Some(len) = out.content_length() {
         h.insert(header::CONTENT_LENGTH, len.into());
     }
@@ -121,13 +160,67 @@ pub async fn get_object(State(st): State<OriginState>, method: Method, Path((raw
             h.insert(name, v);
         }
     }
-    if let Some(lm) = out.last_modified().and_then(|t| t.fmt(shared::storage::DateFormat::HttpDate).ok()) {
-        if let Ok(v) = HeaderValue::from_str(&lm) {
-            h.insert(header::LAST_MODIFIED, v);
-        }
+    if let Some(lm) = out.last_modified().and_then(http_date) {
+        h.insert(header::LAST_MODIFIED, lm);
     }
-    let body = if method == Method::HEAD { Body::empty() } else { Body::from_stream(tokio_util::io::ReaderStream::new(out.body.into_async_read())) };
+    let body = if method == Method::HEAD {
+        Body::empty()
+    } else {
+        let egress = st.metrics.egress_bytes.clone();
+        let stream = tokio_util::io::ReaderStream::new(out.body.into_async_read()).inspect_ok(move |b| egress.inc_by(b.len() as u64));
+        Body::from_stream(stream)
+    };
     res.body(body).unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
+}
+
+fn http_date(t: &shared::storage::S3DateTime) -> Option<HeaderValue> {
+    t.fmt(shared::storage::DateFormat::HttpDate).ok().and_then(|s| HeaderValue::from_str(&s).ok())
+}
+
+/// 304 when the request's validators match the stored object, asked of S3
+/// with a HEAD only when the request carries a validator: revalidations
+/// are rare next to plain fetches.
+async fn not_modified(st: &OriginState, key: &str, object: &HlsObject, req: &HeaderMap) -> Option<Response> {
+    if !shared::delivery::is_conditional(req) {
+        return None;
+    }
+    let head = st.storage.head(key).await.ok().flatten()?;
+    let mut representation = HeaderMap::new();
+    if let Some(e) = head.e_tag().and_then(|e| HeaderValue::from_str(e).ok()) {
+        representation.insert(header::ETAG, e);
+    }
+    if let Some(lm) = head.last_modified().and_then(http_date) {
+        representation.insert(header::LAST_MODIFIED, lm);
+    }
+    if let Ok(cc) = HeaderValue::from_str(st.cache_control(object)) {
+        representation.insert(header::CACHE_CONTROL, cc);
+    }
+    shared::delivery::not_modified(req, &representation)
+}
+
+async fn tagged_playlist(st: &OriginState, key: &str, object: &HlsObject, method: &Method, sid: SessionId) -> Response {
+    let text = match read_text(&st.storage, key).await {
+        Ok(Some(t)) => t,
+        Ok(None) => return not_found(format!("no object {}", object.path)),
+        Err(e) => return Problem::unavailable("object storage", &e).into_response(),
+    };
+    let body = shared::playlist::tag_uris(&text, &format!("sid={}", sid.as_str()));
+    private_text(object.content_type, body, method, &st.metrics)
+}
+
+/// A per-viewer text response, its bytes counted as egress.
+pub fn private_text(content_type: &'static str, body: String, method: &Method, metrics: &crate::metrics::OriginMetrics) -> Response {
+    if *method != Method::HEAD {
+        metrics.egress_bytes.inc_by(body.len() as u64);
+    }
+    shared::delivery::private_text(content_type, body, *method == Method::HEAD)
+}
+
+/// A small text object, whole (playlists); None when it does not exist.
+pub async fn read_text(storage: &Storage, key: &str) -> anyhow::Result<Option<String>> {
+    let Some(out) = storage.get(key).await? else { return Ok(None) };
+    let bytes = out.body.collect().await?.into_bytes();
+    Ok(Some(String::from_utf8(bytes.to_vec())?))
 }
 
 #[cfg(test)]
@@ -136,8 +229,8 @@ mod tests {
 
     #[test]
     fn object_paths_are_confined_to_the_video_prefix() {
-        assert!(HlsObject::parse("master.m3u8").is_some());
-        assert!(HlsObject::parse("720p/seg_00001.m4s").is_some());
+        assert!(HlsObject::parse("master.m3u8").is_some_and(|o| o.playlist));
+        assert!(HlsObject::parse("720p/seg_00001.m4s").is_some_and(|o| !o.playlist));
         assert!(HlsObject::parse("../other/master.m3u8").is_none());
         assert!(HlsObject::parse("720p/.hidden.m4s").is_none());
         assert!(HlsObject::parse("a/b/c.m4s").is_none());

@@ -1,0 +1,109 @@
+//! GET/HEAD /hls/{video_id}/master.m3u8: the one per-viewer response.
+//!
+//! A request without a live session id is issued one (and counts as a
+//! view); a request with one gets that session's master again. Either way
+//! the stored master playlist is rewritten for the session: its id on every
+//! URI, the top rungs left out if it was issued under the bitrate cap, and,
+//! with steering configured, every variant once per pathway plus the
+//! EXT-X-CONTENT-STEERING tag. `?pathway=ID` pins one pathway (the play API's
+//! URLs, for players without steering).
+//!
+//! Without Redis the viewer still gets a playable master, just without a
+//! session: counts are advisory, playback is not.
+
+use std::sync::Arc;
+
+use axum::http::{HeaderMap, HeaderValue, Method};
+use axum::response::{IntoResponse, Response};
+use shared::error::Problem;
+use shared::layout;
+use shared::playlist::{rewrite_master, MasterOptions};
+use shared::sessions::{label, Session, SessionId};
+use uuid::Uuid;
+
+use crate::hls::{not_found, private_text, read_text, OriginState, ViewerQuery};
+
+/// Header naming the region a viewer is in, set by a geo-aware load balancer.
+pub const REGION_HEADER: &str = "x-viewer-region";
+
+pub async fn get_master(st: OriginState, id: Uuid, method: Method, q: ViewerQuery, headers: HeaderMap) -> Response {
+    let prefix = match st.served_prefix(id).await {
+        Ok(p) => p,
+        Err(res) => return res,
+    };
+    let key = format!("{prefix}{}", layout::MASTER_PLAYLIST);
+    let stored: Arc<str> = match st.masters.get(&prefix).await {
+        Some(text) => text,
+        None => match read_text(&st.storage, &key).await {
+            Ok(Some(text)) => {
+                let text: Arc<str> = text.into();
+                st.masters.insert(prefix, text.clone()).await;
+                text
+            }
+            Ok(None) => return not_found(format!("video {id} has no master playlist")),
+            Err(e) => return Problem::unavailable("object storage", &e).into_response(),
+        },
+    };
+    let region = label(q.region.as_deref().or_else(|| headers.get(REGION_HEADER).and_then(|v| v.to_str().ok())));
+    let session = match session_for(&st, id, q.sid.as_deref(), region).await {
+        Ok(s) => Some(s),
+        Err(e) => {
+            tracing::warn!(error = format!("{e:#}"), "viewer session unavailable; serving a master without one");
+            None
+        }
+    };
+    let pathways = &st.steering.pathways;
+    let pinned = q.pathway.as_deref().and_then(|p| pathways.iter().find(|x| x.id == p));
+    let query = session.as_ref().map(|s| format!("sid={}", s.id.as_str())).unwrap_or_default();
+    let opts = MasterOptions {
+        drop_top_rungs: session.as_ref().map_or(0, |s| s.dropped_rungs),
+        query: query.clone(),
+        public_prefix: layout::public_hls_path(id, ""),
+        pathways: match pinned {
+            Some(p) => vec![p.clone()],
+            None => pathways.clone(),
+        },
+        steering_uri: (pinned.is_none() && !pathways.is_empty()).then(|| {
+            let q = if query.is_empty() { String::new() } else { format!("?{query}") };
+            format!("{}/steering/{id}{q}", st.steering.server_url.trim_end_matches('/'))
+        }),
+    };
+    let (body, dropped) = rewrite_master(&stored, &opts);
+    let mut res = private_text(layout::content_type("x.m3u8").expect("known"), body, &method, &st.metrics);
+    let h = res.headers_mut();
+    let cap = if dropped.is_empty() { "none".to_owned() } else { dropped.iter().map(|h| format!("{h}p")).collect::<Vec<_>>().join(",") };
+    h.insert("x-bitrate-cap", HeaderValue::from_str(&cap).expect("ascii"));
+    if let Some(s) = &session {
+        h.insert("x-session-id", HeaderValue::from_str(s.id.as_str()).expect("hex"));
+    }
+    res
+}
+
+/// The caller's live session for this video, or a new one.
+async fn session_for(st: &OriginState, video: Uuid, sid: Option<&str>, region: String) -> anyhow::Result<Session> {
+    if let Some(sid) = sid.and_then(SessionId::parse) {
+        if let Some(s) = st.sessions.get(&sid).await?.filter(|s| s.video == video) {
+            st.heartbeats.beat(&s.id);
+            return Ok(s);
+        }
+    }
+    issue(st, video, region).await
+}
+
+/// A new session: the cap and the primary pathway as they are now.
+pub async fn issue(st: &OriginState, video: Uuid, region: String) -> anyhow::Result<Session> {
+    let session = Session {
+        id: SessionId::new(),
+        video,
+        region,
+        pathway: st.steering.pathways.first().map_or_else(|| "direct".to_owned(), |p| p.id.clone()),
+        dropped_rungs: st.cap.rungs_to_drop(),
+    };
+    // Counted with no serving node: the edge that relays it is not known here.
+    st.sessions.issue(&session, "").await?;
+    st.metrics.sessions_issued.inc();
+    if session.dropped_rungs > 0 {
+        st.metrics.capped_sessions.inc();
+    }
+    Ok(session)
+}
