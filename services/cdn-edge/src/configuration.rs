@@ -1,6 +1,9 @@
 //! Settings of a CDN edge.
 
-use shared::configuration::{ByteSize, Env};
+use std::path::PathBuf;
+
+use shared::cache::RedisSettings;
+use shared::configuration::{ByteSize, Env, Secret, Seconds};
 use shared::server::HttpSettings;
 use shared::telemetry::TelemetrySettings;
 
@@ -10,25 +13,41 @@ pub struct Settings {
     pub telemetry: TelemetrySettings,
     pub origin_url: String,
     pub cache_bytes: ByteSize,
+    pub disk_dir: Option<PathBuf>,
+    pub disk_bytes: ByteSize,
     pub max_object_bytes: ByteSize,
     pub region: String,
+    pub node: String,
+    pub redis: RedisSettings,
+    pub purge_token: Secret,
+    pub session_ttl: Seconds,
 }
 
 impl Settings {
     pub fn from_env(env: &mut Env) -> Self {
+        let disk_dir: String = env.optional("EDGE_DISK_DIR", "", "folder of the disk tier (empty: memory only)");
         let s = Self {
             http: HttpSettings::from_env(env, "0.0.0.0:8011"),
             telemetry: TelemetrySettings::from_env(env),
-            origin_url: env.required("ORIGIN_URL", "base URL of the origin (or a parent edge), e.g. http://127.0.0.1:8003"),
+            origin_url: env.required("ORIGIN_URL", "base URL of the origin, or of a parent edge (tiered caching), e.g. http://127.0.0.1:8003"),
             cache_bytes: env.optional("EDGE_CACHE_BYTES", "512MiB", "memory the object cache may hold"),
+            disk_dir: (!disk_dir.is_empty()).then(|| PathBuf::from(disk_dir)),
+            disk_bytes: env.optional("EDGE_DISK_BYTES", "10GiB", "bytes the disk tier may hold"),
             max_object_bytes: env.optional("EDGE_MAX_OBJECT_BYTES", "32MiB", "larger objects are streamed through, not cached"),
             region: env.optional("EDGE_REGION", "local", "region label reported in headers and metrics"),
+            node: env.optional("EDGE_NODE", "edge", "this edge's name in viewer counts per serving node and in metrics"),
+            redis: RedisSettings::from_env(env),
+            purge_token: env.required("PURGE_TOKEN", "bearer token the purge API requires"),
+            session_ttl: env.optional("VIEWER_SESSION_TTL", "30s", "a viewer counts as live this long after its last fetch (as on the origin)"),
         };
         if !(s.origin_url.starts_with("http://") || s.origin_url.starts_with("https://")) {
             env.invalid(format!("ORIGIN_URL={:?} must start with http:// or https://", s.origin_url));
         }
         if s.max_object_bytes > s.cache_bytes {
             env.invalid("EDGE_MAX_OBJECT_BYTES must not exceed EDGE_CACHE_BYTES");
+        }
+        if s.purge_token.expose().len() < 16 {
+            env.invalid("PURGE_TOKEN must be at least 16 characters");
         }
         s
     }

@@ -1,13 +1,24 @@
-//! cdn-edge: a caching reverse proxy for `/hls/` in front of the origin.
+//! cdn-edge: a caching reverse proxy for `/hls/` in front of the origin, or
+//! of a parent edge.
 //!
 //! - [`configuration`] — settings.
 //! - [`startup`] — builds the application.
-//! - [`cache`] — the byte-bounded object cache and freshness rules.
-//! - [`fetch`] — origin requests, coalesced per key.
-//! - [`serve`] — the one proxy operation (hits, misses, ranges, 304s).
+//! - [`object`] — a cached response and its freshness (max-age, stale windows).
+//! - [`memory`] — the byte-bounded memory tier.
+//! - [`disk`] — the byte-bounded disk tier that survives restarts.
+//! - [`fetch`] — the origin client.
+//! - [`flight`] — request coalescing, streaming to every waiter.
+//! - [`serve`] — the one proxy operation (hits, misses, stale, ranges, 304s).
+//! - [`purge`] — the purge API and the channel that carries it to every edge.
+//! - [`metrics`] — the edge's series.
 
-pub mod cache;
 pub mod configuration;
+pub mod disk;
 pub mod fetch;
+pub mod flight;
+pub mod memory;
+pub mod metrics;
+pub mod object;
+pub mod purge;
 pub mod serve;
 pub mod startup;

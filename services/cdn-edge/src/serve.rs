@@ -1,111 +1,226 @@
-//! GET/HEAD /hls/{*path}: answer from the cache, or fetch once and answer.
+//! GET/HEAD /hls/{*path} and /steering/{*path}: the one proxy operation.
 //!
-//! `X-Cache: HIT` means no origin request was made for this response —
-//! including a request that waited on another's in-flight fetch;
-//! `MISS` means this request caused the fetch (or was passed through).
+//! Lookup order: memory, then disk (a disk hit is promoted to memory), then
+//! the key's flight (joined or started). A stale entry inside its
+//! stale-while-revalidate window is served at once while a background
+//! flight revalidates it; one inside stale-if-error is served only if the
+//! origin fails. Master playlists and steering answers are per viewer:
+//! passed through, never cached, never coalesced.
+//!
+//! `X-Cache`: `HIT` — no origin request was made for this response
+//! (including a request that joined another's fetch); `MISS` — this request
+//! caused one; `STALE` — served past its freshness; `PASS` — not cacheable.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
+use futures::TryStreamExt;
 use shared::error::Problem;
 use shared::range::{self, RangeRequest};
+use shared::sessions::{Heartbeats, SessionId};
 
-use crate::cache::{CachedObject, ObjectCache};
-use crate::fetch::{Miss, Origin};
+use crate::disk::Disk;
+use crate::flight::{Flight, Flights, Head};
+use crate::memory::Memory;
+use crate::metrics::EdgeMetrics;
+use crate::object::{CachedObject, Usable};
 
 #[derive(Clone)]
 pub struct EdgeState {
-    pub cache: ObjectCache,
-    pub origin: Origin,
+    pub memory: Memory,
+    pub disk: Option<Disk>,
+    pub flights: Flights,
     pub region: HeaderValue,
-    pub requests: prometheus::IntCounterVec,
+    pub metrics: EdgeMetrics,
+    pub heartbeats: Option<Heartbeats>,
 }
 
-pub async fn proxy(State(st): State<EdgeState>, method: Method, uri: Uri, headers: HeaderMap) -> Response {
-    // The cache key is the path alone: HLS objects do not vary by query.
-    let key = uri.path().to_owned();
-    let (object, label) = match st.cache.get(&key).await {
-        Some(o) => (o, "HIT"),
-        None => match st.cache.entry(key.clone()).or_try_insert_with(st.origin.fetch(&key)).await {
-            Ok(entry) => {
-                let label = if entry.is_fresh() { "MISS" } else { "HIT" };
-                (entry.into_value(), label)
-            }
-            Err(miss) => return st.not_stored(&miss, &key, &method, &headers).await,
-        },
-    };
-    st.requests.with_label_values(&[&label.to_ascii_lowercase()]).inc();
-    let mut res = respond(&object, &method, &headers);
-    let h = res.headers_mut();
-    h.insert("x-cache", HeaderValue::from_static(label));
-    h.insert("x-edge-region", st.region.clone());
-    h.insert(header::AGE, object.age().as_secs().into());
-    res
+#[derive(Clone, Copy)]
+enum Outcome {
+    Hit,
+    Miss,
+    Stale,
+    Pass,
 }
 
-impl EdgeState {
-    async fn not_stored(&self, miss: &Arc<Miss>, key: &str, method: &Method, headers: &HeaderMap) -> Response {
-        self.requests.with_label_values(&["pass"]).inc();
-        let mut res = match &**miss {
-            Miss::Uncacheable { status, headers, body } => {
-                let mut r = Response::builder().status(*status);
-                r.headers_mut().expect("valid builder").extend(headers.clone());
-                let body = if *method == Method::HEAD { Body::empty() } else { Body::from(body.clone()) };
-                r.body(body).expect("valid response")
-            }
-            Miss::TooLarge => match self.origin.pass_through(key, headers).await {
-                Ok(r) => r,
-                Err(e) => unreachable_origin(&e),
-            },
-            Miss::Unreachable(_) => unreachable_origin(miss),
-        };
-        res.headers_mut().insert("x-cache", HeaderValue::from_static("MISS"));
-        res.headers_mut().insert("x-edge-region", self.region.clone());
-        res
+impl Outcome {
+    fn label(self) -> &'static str {
+        match self {
+            Outcome::Hit => "HIT",
+            Outcome::Miss => "MISS",
+            Outcome::Stale => "STALE",
+            Outcome::Pass => "PASS",
+        }
     }
 }
 
-fn unreachable_origin(e: &Miss) -> Response {
-    tracing::error!(error = %e, "origin fetch failed");
-    Problem::new(StatusCode::BAD_GATEWAY, "origin-unreachable", "Origin unreachable", "The edge could not reach the origin and holds no copy of this object. Retry shortly.")
-        .into_response()
+const PLAYLIST: &str = "application/vnd.apple.mpegurl";
+
+fn session_of(uri: &Uri) -> Option<SessionId> {
+    uri.query()?.split('&').find_map(|kv| kv.strip_prefix("sid=")).and_then(SessionId::parse)
+}
+
+/// Per-viewer responses: the master playlist (session, cap, pathways) and steering.
+fn per_viewer(path: &str) -> bool {
+    path.ends_with("/master.m3u8") || path.starts_with("/steering/")
+}
+
+pub async fn proxy(State(st): State<EdgeState>, method: Method, uri: Uri, headers: HeaderMap) -> Response {
+    let started = Instant::now();
+    let sid = session_of(&uri);
+    if let (Some(sid), Some(hb)) = (&sid, &st.heartbeats) {
+        hb.beat(sid);
+    }
+    let (outcome, res) = if per_viewer(uri.path()) {
+        (Outcome::Pass, st.pass(&uri, &method, &headers).await)
+    } else {
+        st.lookup(uri.path(), &uri, &method, &headers, sid.as_ref()).await
+    };
+    st.finish(res, outcome, started)
+}
+
+impl EdgeState {
+    async fn lookup(&self, key: &str, uri: &Uri, method: &Method, headers: &HeaderMap, sid: Option<&SessionId>) -> (Outcome, Response) {
+        let cached = match self.memory.get(key) {
+            Some(o) => Some(o),
+            None => match &self.disk {
+                Some(disk) => disk.get(key).await.map(|o| {
+                    let o = Arc::new(o);
+                    self.memory.insert(key, o.clone());
+                    o
+                }),
+                None => None,
+            },
+        };
+        let stale = match cached {
+            Some(o) => match o.usable() {
+                Usable::Fresh => return (Outcome::Hit, from_object(&o, method, headers, sid)),
+                Usable::StaleRevalidate => {
+                    // Revalidate in the background; this viewer does not wait.
+                    self.flights.join(key, Some(o.clone()));
+                    return (Outcome::Stale, from_object(&o, method, headers, sid));
+                }
+                Usable::StaleIfError => Some(o),
+                Usable::Expired => None,
+            },
+            None => None,
+        };
+        let (flight, started) = self.flights.join(key, stale.clone());
+        let fetched = if started { Outcome::Miss } else { Outcome::Hit };
+        let head = flight.head().await;
+        match &*head {
+            Head::Refreshed(o) => (fetched, from_object(o, method, headers, sid)),
+            Head::Response { status, .. } if status.is_server_error() && stale.is_some() => (Outcome::Stale, from_object(stale.as_ref().expect("checked"), method, headers, sid)),
+            Head::Unreachable(_) if stale.is_some() => (Outcome::Stale, from_object(stale.as_ref().expect("checked"), method, headers, sid)),
+            Head::Unreachable(e) => {
+                tracing::error!(error = %e, key, "origin unreachable and no copy held");
+                let p = Problem::new(StatusCode::BAD_GATEWAY, "origin-unreachable", "Origin unreachable", "The edge could not reach the origin and holds no copy of this object. Retry shortly.");
+                (Outcome::Miss, p.into_response())
+            }
+            Head::TooLarge => (Outcome::Pass, self.pass(uri, method, headers).await),
+            Head::Response { status, headers: h, len } => (fetched, from_flight(flight, *status, h, *len, method, headers, sid).await),
+        }
+    }
+
+    async fn pass(&self, uri: &Uri, method: &Method, headers: &HeaderMap) -> Response {
+        let pq = uri.path_and_query().map_or(uri.path(), |p| p.as_str());
+        match self.flights.origin().pass_through(pq, method, headers).await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(error = %e, "origin unreachable on a pass-through");
+                Problem::new(StatusCode::BAD_GATEWAY, "origin-unreachable", "Origin unreachable", "The edge could not reach the origin. Retry shortly.").into_response()
+            }
+        }
+    }
+
+    fn finish(&self, mut res: Response, outcome: Outcome, started: Instant) -> Response {
+        let label = outcome.label();
+        let lower = label.to_ascii_lowercase();
+        self.metrics.requests.with_label_values(&[&lower]).inc();
+        self.metrics.ttfb.with_label_values(&[&lower]).observe(started.elapsed().as_secs_f64());
+        let h = res.headers_mut();
+        h.insert("x-cache", HeaderValue::from_static(label));
+        h.insert("x-edge-region", self.region.clone());
+        let served = self.metrics.bytes_served.clone();
+        res.map(|body| Body::from_stream(body.into_data_stream().inspect_ok(move |b| served.inc_by(b.len() as u64))))
+    }
+}
+
+/// A session's media playlist: every URI carries its id, so each segment
+/// fetch keeps the session alive wherever it is served.
+fn tagged(playlist: &[u8], sid: &SessionId, method: &Method) -> Response {
+    let body = shared::playlist::tag_uris(&String::from_utf8_lossy(playlist), &format!("sid={}", sid.as_str()));
+    shared::delivery::private_text(PLAYLIST, body, *method == Method::HEAD)
+}
+
+fn is_playlist(headers: &HeaderMap) -> bool {
+    headers.get(header::CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(PLAYLIST.as_bytes()))
+}
+
+fn from_object(o: &CachedObject, method: &Method, req: &HeaderMap, sid: Option<&SessionId>) -> Response {
+    match sid {
+        Some(sid) if is_playlist(&o.headers) => tagged(&o.body, sid, method),
+        _ => respond(o, method, req),
+    }
+}
+
+/// Streams a response out of a flight: the same 304/206/416 rules as a
+/// cached object, applied to the head as soon as it is known.
+async fn from_flight(flight: Arc<Flight>, status: StatusCode, h: &HeaderMap, len: Option<u64>, method: &Method, req: &HeaderMap, sid: Option<&SessionId>) -> Response {
+    let total = len.unwrap_or(0);
+    if status == StatusCode::OK && sid.is_some() && is_playlist(h) {
+        return match flight.collect().await {
+            Ok(body) => tagged(&body, sid.expect("checked"), method),
+            Err(e) => Problem::new(StatusCode::BAD_GATEWAY, "origin-body-failed", "Origin failed mid-body", e.to_string()).into_response(),
+        };
+    }
+    if status == StatusCode::OK {
+        if let Some(res) = shared::delivery::not_modified(req, h) {
+            return res;
+        }
+    }
+    let (code, from, to, content_range) = match (status, range::parse(req.get(header::RANGE).and_then(|v| v.to_str().ok()), total)) {
+        (StatusCode::OK, RangeRequest::Partial(r)) => (StatusCode::PARTIAL_CONTENT, r.start, r.end, Some(r.content_range(total))),
+        (StatusCode::OK, RangeRequest::Unsatisfiable) => return shared::delivery::range_not_satisfiable(total),
+        _ => (status, 0, total.saturating_sub(1), None),
+    };
+    let mut res = Response::builder().status(code);
+    let out = res.headers_mut().expect("valid builder");
+    out.extend(h.clone());
+    if status == StatusCode::OK {
+        out.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    }
+    out.insert(header::CONTENT_LENGTH, if total == 0 { 0 } else { to - from + 1 }.into());
+    if let Some(cr) = content_range {
+        out.insert(header::CONTENT_RANGE, HeaderValue::from_str(&cr).expect("ascii"));
+    }
+    let body = if *method == Method::HEAD || total == 0 { Body::empty() } else { Body::from_stream(flight.body(from, to)) };
+    res.body(body).expect("valid response")
 }
 
 /// A response from a cached object: 304 for a matching If-None-Match, 206
-/// or 416 for a Range, otherwise 200.
+/// or 416 for a Range, otherwise 200. `Age` says how long ago it was fetched.
 pub fn respond(o: &CachedObject, method: &Method, req: &HeaderMap) -> Response {
-    let etag = o.headers.get(header::ETAG);
-    let inm = req.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok());
-    if let (Some(etag), Some(inm)) = (etag.and_then(|e| e.to_str().ok()), inm) {
-        if inm.split(',').any(|t| t.trim() == etag || t.trim() == "*") {
-            let mut r = StatusCode::NOT_MODIFIED.into_response();
-            for name in [header::ETAG, header::CACHE_CONTROL, header::LAST_MODIFIED] {
-                if let Some(v) = o.headers.get(&name) {
-                    r.headers_mut().insert(name, v.clone());
-                }
-            }
-            return r;
-        }
+    if let Some(mut r) = shared::delivery::not_modified(req, &o.headers) {
+        r.headers_mut().insert(header::AGE, o.age().as_secs().into());
+        return r;
     }
     let total = o.body.len() as u64;
     let (status, body, content_range) = match range::parse(req.get(header::RANGE).and_then(|v| v.to_str().ok()), total) {
         RangeRequest::Full => (StatusCode::OK, o.body.clone(), None),
         RangeRequest::Partial(r) => (StatusCode::PARTIAL_CONTENT, o.body.slice(r.start as usize..=r.end as usize), Some(r.content_range(total))),
-        RangeRequest::Unsatisfiable => {
-            let mut r = Problem::new(StatusCode::RANGE_NOT_SATISFIABLE, "range-not-satisfiable", "Range not satisfiable", format!("the object is {total} bytes long"))
-                .into_response();
-            r.headers_mut().insert(header::CONTENT_RANGE, HeaderValue::from_str(&format!("bytes */{total}")).expect("ascii"));
-            return r;
-        }
+        RangeRequest::Unsatisfiable => return shared::delivery::range_not_satisfiable(total),
     };
     let mut res = Response::builder().status(status);
     let h = res.headers_mut().expect("valid builder");
     h.extend(o.headers.clone());
     h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
     h.insert(header::CONTENT_LENGTH, body.len().into());
+    h.insert(header::AGE, o.age().as_secs().into());
     if let Some(cr) = content_range {
         h.insert(header::CONTENT_RANGE, HeaderValue::from_str(&cr).expect("ascii"));
     }
@@ -116,13 +231,14 @@ pub fn respond(o: &CachedObject, method: &Method, req: &HeaderMap) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::{Duration, Instant};
+    use crate::object::Freshness;
+    use std::time::{Duration, SystemTime};
 
     fn object() -> CachedObject {
         let mut headers = HeaderMap::new();
         headers.insert(header::ETAG, HeaderValue::from_static("\"abc\""));
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("video/iso.segment"));
-        CachedObject { headers, body: bytes::Bytes::from_static(b"0123456789"), stored_at: Instant::now(), ttl: Duration::from_secs(60) }
+        CachedObject { headers, body: bytes::Bytes::from_static(b"0123456789"), stored_at: SystemTime::now() - Duration::from_secs(5), freshness: Freshness { fresh_secs: 60, swr_secs: 0, sie_secs: 0 } }
     }
 
     fn req(name: header::HeaderName, v: &str) -> HeaderMap {
@@ -136,6 +252,7 @@ mod tests {
         let r = respond(&object(), &Method::GET, &req(header::RANGE, "bytes=2-4"));
         assert_eq!(r.status(), StatusCode::PARTIAL_CONTENT);
         assert_eq!(r.headers()[header::CONTENT_RANGE], "bytes 2-4/10");
+        assert_eq!(r.headers()[header::AGE], "5");
         assert_eq!(axum::body::to_bytes(r.into_body(), 100).await.unwrap(), "234");
         let r = respond(&object(), &Method::GET, &req(header::RANGE, "bytes=10-"));
         assert_eq!(r.status(), StatusCode::RANGE_NOT_SATISFIABLE);
@@ -144,8 +261,16 @@ mod tests {
 
     #[test]
     fn a_matching_etag_gets_304() {
-        let r = respond(&object(), &Method::GET, &req(header::IF_NONE_MATCH, "\"abc\""));
+        let r = respond(&object(), &Method::GET, &req(header::IF_NONE_MATCH, "W/\"abc\""));
         assert_eq!(r.status(), StatusCode::NOT_MODIFIED);
         assert_eq!(respond(&object(), &Method::GET, &req(header::IF_NONE_MATCH, "\"zzz\"")).status(), StatusCode::OK);
+    }
+
+    #[test]
+    fn session_ids_are_read_from_the_query() {
+        let sid = SessionId::new();
+        assert_eq!(session_of(&format!("/hls/x/a.m4s?sid={}", sid.as_str()).parse().unwrap()), Some(sid));
+        assert_eq!(session_of(&"/hls/x/a.m4s?sid=bogus".parse().unwrap()), None);
+        assert!(per_viewer("/hls/x/master.m3u8") && per_viewer("/steering/x") && !per_viewer("/hls/x/720p/index.m3u8"));
     }
 }

@@ -1,36 +1,77 @@
 //! Builds a CDN edge.
 
 use axum::http::HeaderValue;
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::Router;
-use prometheus::{IntCounter, IntCounterVec, Opts};
 use shared::health::Readiness;
 use shared::metrics::Metrics;
 use shared::server::{with_operational_routes, Server};
+use shared::sessions::{Heartbeats, Sessions};
 
-use crate::cache::new_cache;
 use crate::configuration::Settings;
+use crate::disk::Disk;
 use crate::fetch::Origin;
+use crate::flight::Flights;
+use crate::memory::Memory;
+use crate::metrics::EdgeMetrics;
+use crate::purge::{purge, Purger};
 use crate::serve::{proxy, EdgeState};
 
-/// Builds the cache and origin client and binds; serving starts with `run_until_stopped`.
+/// Builds both tiers (loading the disk one), the origin client and the
+/// purge listener, and binds; serving starts with `run_until_stopped`.
 pub async fn build(settings: Settings) -> anyhow::Result<Server> {
-    let metrics = Metrics::new("cdn-edge");
-    let fetches = metrics.register(IntCounter::new("edge_origin_fetches_total", "Requests sent to the origin").unwrap());
-    let requests = metrics.register(
-        IntCounterVec::new(Opts::new("edge_requests_total", "Viewer requests by cache outcome"), &["cache"]).unwrap(),
-    );
-    let state = EdgeState {
-        cache: new_cache(settings.cache_bytes.0),
-        origin: Origin::new(&settings.origin_url, settings.max_object_bytes.0, fetches)?,
-        region: HeaderValue::from_str(&settings.region)?,
-        requests,
+    let metrics = Metrics::with_labels("cdn-edge", &[("region", &settings.region), ("node", &settings.node)]);
+    let edge_metrics = EdgeMetrics::register(&metrics);
+    let memory = Memory::new(settings.cache_bytes.0);
+    let disk = match &settings.disk_dir {
+        Some(dir) => {
+            let (dir, bytes) = (dir.clone(), settings.disk_bytes.0);
+            Some(tokio::task::spawn_blocking(move || Disk::open(&dir, bytes)).await??)
+        }
+        None => None,
     };
-    // An edge is ready without its origin: it keeps serving what it holds,
-    // and taking every edge out of rotation when the origin blips would
-    // turn a partial outage into a total one.
+    let origin = Origin::new(&settings.origin_url, edge_metrics.origin_fetches.clone())?;
+    let redis = settings.redis.cache()?;
+    let heartbeats = Heartbeats::new(Sessions::new(redis.clone(), settings.session_ttl.0), &settings.node);
+    let state = EdgeState {
+        flights: Flights::new(origin, memory.clone(), disk.clone(), settings.max_object_bytes.0),
+        memory: memory.clone(),
+        disk: disk.clone(),
+        region: HeaderValue::from_str(&settings.region)?,
+        metrics: edge_metrics.clone(),
+        heartbeats: Some(heartbeats.clone()),
+    };
+    let purger = Purger { memory, disk, flights: state.flights.clone(), metrics: edge_metrics.clone(), redis, token: settings.purge_token.clone() };
+    // Purges sent while this edge was down must not come back from its disk.
+    match purger.replay_missed().await {
+        Ok(n) if n > 0 => tracing::info!(purges = n, "replayed purges against the disk tier"),
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = format!("{e:#}"), "could not replay missed purges (Redis down?); the disk tier may hold purged objects until they expire"),
+    }
+    let subscriber = purger.clone().spawn_subscriber();
+    let gauges = tokio::spawn(update_gauges(state.clone(), heartbeats));
+    // An edge is ready without its origin or Redis: it keeps serving what it
+    // holds, and taking every edge out of rotation when the origin blips
+    // would turn a partial outage into a total one.
     let readiness = Readiness::new();
-    let router = Router::new().route("/hls/{*path}", get(proxy)).with_state(state);
+    let router = Router::new()
+        .route("/hls/{*path}", get(proxy))
+        .route("/steering/{*path}", get(proxy))
+        .with_state(state)
+        .route("/purge", post(purge).with_state(purger))
+        .layer(shared::delivery::manifest_compression())
+        .layer(shared::delivery::player_cors());
     let app = with_operational_routes(router, readiness, metrics);
-    Ok(Server::new(settings.http.bind().await?, app, settings.http.shutdown_grace.0))
+    Ok(Server::new(settings.http.bind().await?, app, settings.http.shutdown_grace.0).with_task(subscriber).with_task(gauges))
+}
+
+/// Tier sizes and the local viewer count, for /metrics.
+async fn update_gauges(st: EdgeState, heartbeats: Heartbeats) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+    loop {
+        tick.tick().await;
+        st.metrics.memory_bytes.set(st.memory.bytes() as i64);
+        st.metrics.disk_bytes.set(st.disk.as_ref().map_or(0, |d| d.bytes()) as i64);
+        st.metrics.viewers_live.set(heartbeats.live_here() as i64);
+    }
 }

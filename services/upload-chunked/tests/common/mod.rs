@@ -68,15 +68,7 @@ pub async fn spawn_in(world: World, tus: TusSettings) -> TestApp {
 
 /// Deterministic bytes that differ at every offset, so a misplaced chunk shows.
 pub fn data(len: usize, seed: u32) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(2654435761).wrapping_add(1);
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 17;
-            x ^= x << 5;
-            x as u8
-        })
-        .collect()
+    shared::testing::noise(len, seed.into())
 }
 
 pub fn sha256_hex(b: &[u8]) -> String {

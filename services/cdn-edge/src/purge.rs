@@ -1,0 +1,221 @@
+//! Purge: `POST /purge` with `Authorization: Bearer $PURGE_TOKEN` and a JSON
+//! body `{"path": "/hls/…"}` (one object) or `{"prefix": "/hls/{id}/"}` (a
+//! whole video). The edge that receives it applies it at once and publishes
+//! it on a Redis channel every edge subscribes to, so one call reaches every
+//! edge; the answer says how many edges were listening. An edge whose
+//! subscription is down resubscribes with backoff.
+//!
+//! Every purge is also kept, with its time, in a sorted set for a week: an
+//! edge that was down when it was published replays the ones it missed
+//! against its disk tier when it starts, so a restart cannot bring purged
+//! bytes back.
+
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use bytes::Bytes;
+use futures::StreamExt;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use shared::cache::Cache;
+use shared::configuration::Secret;
+use shared::error::Problem;
+
+use crate::disk::Disk;
+use crate::flight::Flights;
+use crate::memory::Memory;
+use crate::metrics::EdgeMetrics;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PurgeRequest {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefix: Option<String>,
+}
+
+impl PurgeRequest {
+    /// Exactly one of path or prefix, inside /hls/; a prefix ends with '/'
+    /// so `/hls/ab` cannot purge `/hls/abc…` by accident.
+    pub fn check(&self) -> Result<(), String> {
+        let ok = |p: &str| p.starts_with("/hls/") && !p.contains(['?', '#', ' ']) && !p.contains("..");
+        match (&self.path, &self.prefix) {
+            (Some(p), None) if ok(p) => Ok(()),
+            (None, Some(p)) if ok(p) && p.ends_with('/') => Ok(()),
+            (Some(_), Some(_)) | (None, None) => Err("give exactly one of \"path\" (one object) or \"prefix\" (a folder)".into()),
+            _ => Err("a path starts with /hls/ and has no query; a prefix also ends with /".into()),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct Purger {
+    pub memory: Memory,
+    pub disk: Option<Disk>,
+    pub flights: Flights,
+    pub metrics: EdgeMetrics,
+    pub redis: Cache,
+    pub token: Secret,
+}
+
+/// How long purges are kept for edges that were down when they were sent.
+const PURGE_MEMORY: Duration = Duration::from_secs(7 * 86400);
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+impl Purger {
+    fn channel(&self) -> String {
+        format!("{}:edge-purge", self.redis.prefix())
+    }
+
+    fn log_key(&self) -> String {
+        format!("{}:edge-purges", self.redis.prefix())
+    }
+
+    /// Applies to the disk tier every purge of the last week that is newer
+    /// than the entries it matches (an edge that was down missed them).
+    pub async fn replay_missed(&self) -> anyhow::Result<usize> {
+        let Some(disk) = &self.disk else { return Ok(0) };
+        let mut c = self.redis.connection().await?;
+        let since = now_ms().saturating_sub(PURGE_MEMORY.as_millis() as u64);
+        let logged: Vec<(String, u64)> = redis::cmd("ZRANGEBYSCORE").arg(self.log_key()).arg(since).arg("+inf").arg("WITHSCORES").query_async(&mut c).await?;
+        let mut n = 0;
+        for (raw, at) in logged {
+            let Ok(req) = serde_json::from_str::<PurgeRequest>(&raw) else { continue };
+            let before = std::time::UNIX_EPOCH + Duration::from_millis(at);
+            match (&req.path, &req.prefix) {
+                (Some(p), _) => disk.purge_older(p, false, before),
+                (_, Some(p)) => disk.purge_older(p, true, before),
+                _ => continue,
+            }
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    pub fn apply(&self, req: &PurgeRequest) {
+        // Running fetches first, so none stores its object after the tiers are cleared.
+        self.flights.purge(|key| req.path.as_deref() == Some(key) || req.prefix.as_deref().is_some_and(|p| key.starts_with(p)));
+        if let Some(p) = &req.path {
+            self.memory.purge(p);
+            if let Some(d) = &self.disk {
+                d.purge(p);
+            }
+        }
+        if let Some(p) = &req.prefix {
+            self.memory.purge_prefix(p);
+            if let Some(d) = &self.disk {
+                d.purge_prefix(p);
+            }
+        }
+        self.metrics.purges.inc();
+        tracing::info!(path = ?req.path, prefix = ?req.prefix, "purged");
+    }
+
+    /// Applies every purge published by any edge, until the server stops.
+    pub fn spawn_subscriber(self) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(async move {
+            let mut backoff = Duration::from_millis(500);
+            loop {
+                match self.listen().await {
+                    Ok(()) => tracing::warn!("purge subscription closed; resubscribing"),
+                    Err(e) => tracing::warn!(error = format!("{e:#}"), "purge subscription failed; retrying"),
+                }
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(10));
+            }
+        })
+    }
+
+    async fn listen(&self) -> anyhow::Result<()> {
+        let mut pubsub = self.redis.pubsub().await?;
+        pubsub.subscribe(self.channel()).await?;
+        tracing::info!(channel = self.channel(), "listening for purges");
+        let mut messages = pubsub.on_message();
+        while let Some(msg) = messages.next().await {
+            let payload: String = msg.get_payload()?;
+            match serde_json::from_str::<PurgeRequest>(&payload) {
+                Ok(req) if req.check().is_ok() => self.apply(&req),
+                _ => tracing::warn!(payload, "ignoring a malformed purge message"),
+            }
+        }
+        Ok(())
+    }
+}
+
+fn authorized(token: &Secret, headers: &HeaderMap) -> bool {
+    let given = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer ")).unwrap_or("");
+    let want = token.expose();
+    // Length leaks nothing useful; the bytes are compared without an early exit.
+    given.len() == want.len() && given.bytes().zip(want.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+}
+
+pub async fn purge(State(p): State<Purger>, headers: HeaderMap, body: Bytes) -> Response {
+    if !authorized(&p.token, &headers) {
+        let mut res = Problem::new(StatusCode::UNAUTHORIZED, "purge-unauthorized", "Purge needs the purge token", "Send Authorization: Bearer <PURGE_TOKEN>.").into_response();
+        res.headers_mut().insert(header::WWW_AUTHENTICATE, "Bearer".parse().expect("ascii"));
+        return res;
+    }
+    let req: PurgeRequest = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => return Problem::new(StatusCode::BAD_REQUEST, "invalid-purge", "Invalid purge request", format!("expected {{\"path\": …}} or {{\"prefix\": …}}: {e}")).into_response(),
+    };
+    if let Err(e) = req.check() {
+        return Problem::new(StatusCode::BAD_REQUEST, "invalid-purge", "Invalid purge request", e).into_response();
+    }
+    p.apply(&req);
+    let published = async {
+        let mut c = p.redis.connection().await?;
+        let (json, now) = (serde_json::to_string(&req)?, now_ms());
+        let (_, _, n): (i64, i64, u64) = redis::pipe()
+            .atomic()
+            .zadd(p.log_key(), &json, now)
+            .zrembyscore(p.log_key(), "-inf", now.saturating_sub(PURGE_MEMORY.as_millis() as u64))
+            .cmd("PUBLISH")
+            .arg(p.channel())
+            .arg(&json)
+            .query_async(&mut c)
+            .await?;
+        Ok::<_, anyhow::Error>(n)
+    };
+    match published.await {
+        Ok(edges) => (StatusCode::ACCEPTED, Json(json!({ "purge": req, "edges": edges }))).into_response(),
+        Err(e) => Problem::unavailable("purge channel (Redis); this edge alone was purged", &e).into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(path: Option<&str>, prefix: Option<&str>) -> PurgeRequest {
+        PurgeRequest { path: path.map(str::to_owned), prefix: prefix.map(str::to_owned) }
+    }
+
+    #[test]
+    fn a_purge_names_one_object_or_one_folder_inside_hls() {
+        assert!(req(Some("/hls/v/720p/seg_00001.m4s"), None).check().is_ok());
+        assert!(req(None, Some("/hls/v/")).check().is_ok());
+        assert!(req(None, Some("/hls/v")).check().is_err());
+        assert!(req(Some("/etc/passwd"), None).check().is_err());
+        assert!(req(Some("/hls/a"), Some("/hls/")).check().is_err());
+        assert!(req(None, None).check().is_err());
+    }
+
+    #[test]
+    fn the_token_must_match_exactly() {
+        let token: Secret = "s3cret".parse().unwrap();
+        let mut h = HeaderMap::new();
+        assert!(!authorized(&token, &h));
+        h.insert(header::AUTHORIZATION, "Bearer s3cre".parse().unwrap());
+        assert!(!authorized(&token, &h));
+        h.insert(header::AUTHORIZATION, "Bearer s3cret".parse().unwrap());
+        assert!(authorized(&token, &h));
+    }
+}

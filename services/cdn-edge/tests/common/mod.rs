@@ -1,0 +1,152 @@
+//! A delivery tier in one test process: a real origin (`streaming`) and
+//! real edges on loopback ports, over an isolated world (its own database,
+//! bucket and Redis prefix), serving a ready video whose objects the test
+//! wrote itself, so every byte a response carries is known.
+
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use shared::configuration::Env;
+use shared::testing::World;
+use tokio::sync::oneshot;
+use uuid::Uuid;
+
+pub const PURGE_TOKEN: &str = "test-purge-token-0123456789";
+
+pub const MASTER: &str = "#EXTM3U\n#EXT-X-VERSION:7\n#EXT-X-INDEPENDENT-SEGMENTS\n\
+#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID=\"audio\",NAME=\"Main\",DEFAULT=YES,AUTOSELECT=YES,URI=\"audio/index.m3u8\"\n\
+#EXT-X-STREAM-INF:BANDWIDTH=3000000,CODECS=\"avc1.64001f,mp4a.40.2\",RESOLUTION=1280x720,AUDIO=\"audio\"\n720p/index.m3u8\n\
+#EXT-X-STREAM-INF:BANDWIDTH=800000,CODECS=\"avc1.64001e,mp4a.40.2\",RESOLUTION=640x360,AUDIO=\"audio\"\n360p/index.m3u8\n";
+
+pub fn media_playlist() -> String {
+    let mut p = String::from("#EXTM3U\n#EXT-X-VERSION:7\n#EXT-X-TARGETDURATION:6\n#EXT-X-PLAYLIST-TYPE:VOD\n#EXT-X-MAP:URI=\"init_0.mp4\"\n");
+    for i in 0..40 {
+        p.push_str(&format!("#EXTINF:6.000000,\nseg_{i:05}.m4s\n"));
+    }
+    p.push_str("#EXT-X-ENDLIST\n");
+    p
+}
+
+/// Incompressible bytes, different for each seed.
+pub fn noise(len: usize, seed: u64) -> Bytes {
+    shared::testing::noise(len, seed).into()
+}
+
+/// The video's objects: name → bytes.
+pub fn ladder() -> Vec<(&'static str, Bytes)> {
+    vec![
+        ("master.m3u8", Bytes::from_static(MASTER.as_bytes())),
+        ("720p/index.m3u8", Bytes::from(media_playlist())),
+        ("360p/index.m3u8", Bytes::from(media_playlist())),
+        ("audio/index.m3u8", Bytes::from(media_playlist())),
+        ("720p/init_0.mp4", noise(1500, 1)),
+        ("720p/seg_00000.m4s", noise(1 << 20, 2)),
+        ("720p/seg_00001.m4s", noise(300_000, 3)),
+        ("360p/seg_00000.m4s", noise(200_000, 4)),
+        ("thumbnails.vtt", Bytes::from_static(b"WEBVTT\n\n00:00.000 --> 00:01.000\nsprite_000.jpg#xywh=0,0,160,90\n")),
+        ("manifest.mpd", Bytes::from_static(b"<?xml version=\"1.0\"?><MPD xmlns=\"urn:mpeg:dash:schema:mpd:2011\"></MPD>")),
+        ("poster.jpg", noise(5000, 5)),
+    ]
+}
+
+/// One running service; stopped (gracefully) when dropped or by `stop`.
+pub struct Running {
+    pub addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Running {
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.task.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(10), t).await;
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(t) = self.task.take() {
+            t.abort();
+        }
+    }
+}
+
+fn run(server: shared::server::Server) -> Running {
+    let addr = server.local_addr();
+    let (tx, rx) = oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        let _ = server.run_until_stopped(async move { let _ = rx.await; }).await;
+    });
+    Running { addr, stop: Some(tx), task: Some(task) }
+}
+
+/// Settings read from the world's variables plus `overrides`, as a process would read its environment.
+fn env(world: &World, overrides: &[(&str, String)]) -> Env {
+    let mut vars: HashMap<String, String> = world.env().into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
+    vars.insert("HTTP_ADDR".into(), "127.0.0.1:0".into());
+    for (k, v) in overrides {
+        vars.insert((*k).to_owned(), v.clone());
+    }
+    Env::from_fn(move |k| vars.get(k).cloned())
+}
+
+pub async fn origin(world: &World, overrides: &[(&str, String)]) -> Running {
+    let mut e = env(world, overrides);
+    let settings = streaming::configuration::Settings::from_env(&mut e);
+    e.finish().expect("origin settings");
+    run(streaming::startup::build(settings).await.expect("origin starts"))
+}
+
+pub async fn edge(world: &World, parent: &str, overrides: &[(&str, String)]) -> Running {
+    let mut all = vec![("ORIGIN_URL", parent.to_owned()), ("PURGE_TOKEN", PURGE_TOKEN.to_owned())];
+    all.extend(overrides.iter().cloned());
+    let mut e = env(world, &all);
+    let settings = cdn_edge::configuration::Settings::from_env(&mut e);
+    e.finish().expect("edge settings");
+    run(cdn_edge::startup::build(settings).await.expect("edge starts"))
+}
+
+/// A world holding one ready video made of [`ladder`].
+pub struct Catalogue {
+    pub world: World,
+    pub video: Uuid,
+}
+
+impl Catalogue {
+    pub async fn new() -> Self {
+        let world = World::new().await;
+        let storage = world.backends.s3.store();
+        storage.ensure_bucket().await.expect("bucket");
+        let pool = world.backends.database.pool().expect("pool");
+        let videos = shared::videos::Videos::new(pool.clone());
+        let video = shared::testing::ready_video(&storage, &videos, &pool, &ladder()).await.expect("ready video");
+        Self { world, video }
+    }
+
+    pub fn path(&self, object: &str) -> String {
+        format!("/hls/{}/{object}", self.video)
+    }
+}
+
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder().pool_max_idle_per_host(512).timeout(Duration::from_secs(60)).build().unwrap()
+}
+
+/// A counter's value on a /metrics page, summed over label sets.
+pub async fn metric(base: &str, name: &str) -> f64 {
+    shared::testing::metric(&client().get(format!("{base}/metrics")).send().await.unwrap().text().await.unwrap(), name)
+}
+
+pub use shared::testing::eventually;
