@@ -1,7 +1,14 @@
-//! The one ffmpeg process per job: one decode, a `split` to every rung, the
-//! poster and the thumbnail sprites; one encode per rung and one audio
-//! encode; CMAF (fMP4) HLS out, video and audio in separate renditions so
-//! the same segments also serve DASH and an audio-only variant.
+//! The one ffmpeg pass per job: one decode, a `split` to every rung and to
+//! the thumbnail frames; one encode per rung and one audio encode; CMAF
+//! (fMP4) HLS out, video and audio in separate renditions so the same
+//! segments also serve DASH and an audio-only variant.
+//!
+//! ffmpeg prints no progress until every output of the pass has started.
+//! So each output here starts at the first frame: thumbnails are written one
+//! by one (tiled afterwards, see [`crate::thumbnails`]) and the poster, which
+//! comes from later in the video, is a second, one-frame pass
+//! ([`poster_args`]). A sheet or poster in this pass would hide progress,
+//! and trip the stall timeout, until 1/3 of a long film was encoded.
 //!
 //! Keyframes are forced every 2 s on the shared timeline (and scene-cut
 //! keyframes are off), so every rung has IDR frames at the same instants and
@@ -44,23 +51,19 @@ pub fn poster_time(duration: f64) -> f64 {
 
 pub fn args(e: &Encode) -> Vec<String> {
     let n = e.rungs.len();
-    let mut graph = format!("[0:v]split={}", n + 2);
+    let mut graph = format!("[0:v]split={}", n + 1);
     for i in 0..n {
         graph.push_str(&format!("[s{i}]"));
     }
-    graph.push_str("[sp][st]");
+    graph.push_str("[st]");
     for (i, r) in e.rungs.iter().enumerate() {
         graph.push_str(&format!(";[s{i}]scale={}:{},setsar=1[v{i}]", r.width, r.height));
     }
-    let top = &e.rungs[0];
-    graph.push_str(&format!(";[sp]select='gte(t\\,{:.3})',scale={}:{},setsar=1[poster]", poster_time(e.source.duration), top.width, top.height));
-    graph.push_str(&format!(";[st]{}[sprite]", e.sprites.filter()));
+    graph.push_str(&format!(";[st]{}[thumbs]", e.sprites.filter()));
 
     let gop = ((e.source.frame_rate * KEYFRAME_SECONDS as f64).round() as u32).max(1).to_string();
-    let mut a: Vec<String> = ["-hide_banner", "-nostdin", "-y", "-loglevel", "error", "-progress", "pipe:1", "-nostats", "-i"]
-        .map(String::from)
-        .to_vec();
-    a.push(e.input.display().to_string());
+    let mut a = common_args();
+    a.extend(["-i".into(), e.input.display().to_string()]);
     a.extend(["-filter_complex".into(), graph]);
     for i in 0..n {
         a.extend(["-map".into(), format!("[v{i}]")]);
@@ -98,12 +101,28 @@ pub fn args(e: &Encode) -> Vec<String> {
             "-hls_fmp4_init_filename", "init.mp4",
             "-hls_segment_filename", &format!("{out}/%v/seg_%05d.m4s"),
             "-var_stream_map", &stream_map.join(" "), &format!("{out}/%v/index.m3u8"),
-            "-map", "[poster]", "-frames:v", "1", "-update", "1", &format!("{out}/{POSTER_FILE}"),
-            "-map", "[sprite]", "-c:v", "mjpeg", "-q:v", "5", "-start_number", "0", "-f", "image2",
-            &format!("{out}/{}", crate::thumbnails::SHEET_PATTERN),
+            "-map", "[thumbs]", "-c:v", "png", "-start_number", "0", "-f", "image2",
+            &format!("{out}/{}", crate::thumbnails::THUMB_PATTERN),
         ]
         .map(String::from),
     );
+    a
+}
+
+/// What every pass starts with: quiet, and progress on stdout for [`run`].
+pub fn common_args() -> Vec<String> {
+    ["-hide_banner", "-nostdin", "-y", "-loglevel", "error", "-progress", "pipe:1", "-nostats"].map(String::from).to_vec()
+}
+
+/// The poster: one frame at [`poster_time`], at the top rung's size. The
+/// seek goes to the key frame before it, so this decodes a few frames only.
+pub fn poster_args(input: &Path, out_dir: &Path, source: &SourceInfo, top: &PlannedRung) -> Vec<String> {
+    let mut a = common_args();
+    a.extend(["-ss".into(), format!("{:.3}", poster_time(source.duration)), "-i".into(), input.display().to_string()]);
+    a.extend(
+        ["-map", "0:v:0", "-frames:v", "1", "-vf", &format!("scale={}:{},setsar=1", top.width, top.height), "-update", "1"].map(String::from),
+    );
+    a.push(out_dir.join(POSTER_FILE).display().to_string());
     a
 }
 
@@ -234,8 +253,8 @@ mod tests {
         let sprites = Sprites::plan(&src);
         let a = encode(&rungs, &src, &sprites);
         let joined = a.join(" ");
-        assert!(joined.contains("[0:v]split=4[s0][s1][sp][st]"));
-        assert!(joined.contains(&format!("[st]{}[sprite]", sprites.filter())));
+        assert!(joined.contains("[0:v]split=3[s0][s1][st]"));
+        assert!(joined.contains(&format!("[st]{}[thumbs]", sprites.filter())));
         assert!(joined.contains("scale=1280:720") && joined.contains("scale=640:360"));
         assert!(joined.contains("-g 60 -keyint_min 60"));
         assert!(joined.contains("-sc_threshold 0"));
@@ -244,6 +263,18 @@ mod tests {
         assert!(joined.contains("v:0,name:720p v:1,name:360p a:0,name:audio"), "video rungs and one audio rendition");
         assert_eq!(a.iter().filter(|x| *x == "0:a:0").count(), 1, "audio is encoded once");
         assert_eq!(a.iter().filter(|x| *x == "-i").count(), 1, "exactly one input, decoded once");
+    }
+
+    /// ffmpeg reports progress only once every output has started; an output
+    /// whose first frame comes late (a sheet, a poster) would hide it.
+    #[test]
+    fn every_output_of_the_pass_starts_at_the_first_frame() {
+        let rungs = "720p=3000k,360p=365k".parse::<Ladder>().unwrap().plan(1280, 720);
+        let src = source(true);
+        let joined = encode(&rungs, &src, &Sprites::plan(&src)).join(" ");
+        assert!(!joined.contains("select=") && !joined.contains("tile=") && !joined.contains(POSTER_FILE), "{joined}");
+        let poster = poster_args(Path::new("/in"), Path::new("/out"), &src, &rungs[0]).join(" ");
+        assert!(poster.contains("-ss 2.000 -i /in") && poster.contains("-frames:v 1 -vf scale=1280:720,setsar=1"), "{poster}");
     }
 
     #[test]

@@ -1,11 +1,15 @@
-//! Scrubbing thumbnails: small frames at a fixed interval, tiled into JPEG
-//! sprite sheets by the same ffmpeg pass, and a WebVTT track whose cues
+//! Scrubbing thumbnails: small frames at a fixed interval, written one by
+//! one by the main ffmpeg pass (so they start with it; see [`crate::ffmpeg`])
+//! and tiled into JPEG sprite sheets by a second, tiny pass over those
+//! frames ([`sheets_args`]), and a WebVTT track whose cues
 //! point into the sheets with media fragments (`sprite_000.jpg#xywh=…`),
 //! the format video.js, Shaka, JW Player and Vidstack read.
 //!
 //! The interval grows with the duration so a long film gets at most about
 //! `MAX_THUMBS` frames. ffmpeg's `fps=1/I` emits ceil(duration / I) frames
 //! (frames at 0, I, 2I…), which is the cue count here.
+
+use std::path::{Path, PathBuf};
 
 use crate::probe::SourceInfo;
 
@@ -15,6 +19,9 @@ pub const ROWS: u32 = 10;
 pub const MAX_THUMBS: f64 = 300.0;
 /// Sheets as ffmpeg's image2 muxer names them (`-start_number 0`).
 pub const SHEET_PATTERN: &str = "sprite_%03d.jpg";
+/// The single frames the main pass writes, lossless so the sheets are
+/// compressed once.
+pub const THUMB_PATTERN: &str = "thumbs/%05d.png";
 pub const VTT_FILE: &str = "thumbnails.vtt";
 
 #[derive(Debug, Clone, PartialEq)]
@@ -33,8 +40,25 @@ impl Sprites {
         Self { interval, count, width: THUMB_WIDTH, height }
     }
 
+    /// The main pass's filter: one small frame per interval.
     pub fn filter(&self) -> String {
-        format!("fps=1/{},scale={}:{},setsar=1,tile={COLUMNS}x{ROWS}", self.interval, self.width, self.height)
+        format!("fps=1/{},scale={}:{},setsar=1", self.interval, self.width, self.height)
+    }
+
+    /// The thumbnails folder the main pass writes into.
+    pub fn frames_dir(out_dir: &Path) -> PathBuf {
+        out_dir.join(Path::new(THUMB_PATTERN).parent().expect("pattern has a folder"))
+    }
+
+    /// The second pass: the frames, in order, tiled into sheets; the last
+    /// sheet is padded, as its unused cells have no cues.
+    pub fn sheets_args(out_dir: &Path) -> Vec<String> {
+        let mut a = crate::ffmpeg::common_args();
+        a.extend(["-framerate", "1", "-start_number", "0", "-f", "image2", "-i"].map(String::from));
+        a.push(out_dir.join(THUMB_PATTERN).display().to_string());
+        a.extend(["-vf", &format!("tile={COLUMNS}x{ROWS}"), "-c:v", "mjpeg", "-q:v", "5", "-start_number", "0", "-f", "image2"].map(String::from));
+        a.push(out_dir.join(SHEET_PATTERN).display().to_string());
+        a
     }
 
     pub fn sheets(&self) -> u32 {

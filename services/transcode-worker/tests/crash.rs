@@ -1,10 +1,11 @@
-//! A worker process SIGKILLed mid-transcode leaves its job to another worker,
-//! which finishes it with one rendition set; deleting a video cancels its
+//! Progress is reported from the start of an encode; a worker process
+//! SIGKILLed mid-transcode leaves its job to another worker, which finishes
+//! it with one rendition set; deleting a video cancels its
 //! running job and removes its objects.
 
 mod common;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::*;
 use shared::cache::Progress;
@@ -14,13 +15,26 @@ use transcode_worker::configuration::Mode;
 async fn a_worker_killed_mid_transcode_leaves_the_job_to_another_with_one_rendition_set() {
     let lab = Lab::new().await;
     let cache = lab.world.backends.redis.cache().unwrap();
-    let mut victim = lab.process(Mode::Push);
-    // Long enough that it is surely still encoding when killed.
+    // veryslow keeps the victim encoding for minutes, so the kill lands
+    // mid-encode however loaded the machine is; the rescuer encodes fast.
+    let mut victim = lab.process(Mode::Push, "veryslow");
     let job = lab.submit(&clip(30, 854, 480)).await;
-    lab.eventually("the victim is encoding", Duration::from_secs(60), || async {
-        cache.progress(job.video_id).await.ok().flatten().is_some_and(|p: Progress| p.stage == "transcoding" && p.percent > 0.0)
-    })
-    .await;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let progress = cache.progress(job.video_id).await.ok().flatten();
+        if let Some(p) = progress.as_ref().filter(|p: &&Progress| p.stage == "transcoding" && p.percent > 0.0) {
+            // ffmpeg reports only once all its outputs have started; one that
+            // starts late (a sprite sheet did) hid progress until the end.
+            assert!(p.percent < 50.0, "the first progress seen is from the start of the encode: {p:?}");
+            break;
+        }
+        let exited = victim.child.try_wait().unwrap();
+        if exited.is_some() || Instant::now() > deadline {
+            let status = lab.video(job.video_id).await.map(|v| v.status);
+            panic!("the victim is not encoding: progress {progress:?}, video {status:?}, exit {exited:?}; its log ends:\n{}", victim.log_tail(40));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let first = lab.attempts(job.video_id).await;
     assert_eq!(first.len(), 1);
     // What a worker killed while uploading would have left in its folder.

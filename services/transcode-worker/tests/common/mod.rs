@@ -61,9 +61,20 @@ pub fn metric(text: &str, name: &str, label: &str) -> f64 {
         .unwrap_or(0.0)
 }
 
-/// A worker process that can be SIGKILLed.
+/// A worker process that can be SIGKILLed, logging to a file in the scratch
+/// folder so a test that fails can say what the process was doing.
 pub struct Process {
     pub child: std::process::Child,
+    pub log: PathBuf,
+}
+
+impl Process {
+    /// The last `lines` lines the process logged.
+    pub fn log_tail(&self, lines: usize) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let all: Vec<&str> = text.lines().collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
+    }
 }
 
 impl Drop for Process {
@@ -111,22 +122,24 @@ impl Lab {
         self.spawn(self.settings(mode, concurrency)).await
     }
 
-    /// The worker binary as its own process, on this world.
-    pub fn process(&self, mode: Mode) -> Process {
+    /// The worker binary as its own process, on this world, encoding with
+    /// `preset`.
+    pub fn process(&self, mode: Mode, preset: &str) -> Process {
+        let log = self.scratch.path().join(format!("worker-{}.log", Uuid::new_v4()));
         let child = std::process::Command::new(env!("CARGO_BIN_EXE_transcode-worker"))
             .envs(self.world.env())
             .env("HTTP_ADDR", "127.0.0.1:0")
-            .env("RUST_LOG", "warn")
+            .env("RUST_LOG", "info")
             .env("WORKER_MODE", mode.as_str())
             .env("WORK_DIR", self.scratch.path().join("work"))
             .env("TRANSCODE_LADDER", LADDER)
-            .env("FFMPEG_PRESET", "veryfast")
+            .env("FFMPEG_PRESET", preset)
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("worker log file"))
             .spawn()
             .expect("worker binary starts");
-        Process { child }
+        Process { child, log }
     }
 
     /// Stores `bytes` as a source and registers the video, without a job.
@@ -159,16 +172,12 @@ impl Lab {
     }
 
     /// Polls `check` every 100 ms until it holds, failing after `within`.
-    pub async fn eventually<F, Fut>(&self, what: &str, within: Duration, mut check: F)
+    pub async fn eventually<F, Fut>(&self, what: &str, within: Duration, check: F)
     where
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = bool>,
     {
-        let deadline = Instant::now() + within;
-        while !check().await {
-            assert!(Instant::now() < deadline, "{what}: not within {within:?}");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        shared::testing::eventually(within, what, check).await
     }
 
     /// (attempt, outcome, error) per attempt of a video, oldest first.
