@@ -59,8 +59,13 @@ COPY --from=build /out/streaming /usr/local/bin/streaming
 EXPOSE 8003
 ENTRYPOINT ["/usr/local/bin/streaming"]
 
-# One image for every edge; each listens where its HTTP_ADDR says (default :8011).
+# One image for every edge; each listens where its HTTP_ADDR says (default
+# :8011). /var/cache/edge is the disk tier (EDGE_DISK_DIR), owned by the
+# unprivileged user so a fresh volume mounted there is writable.
 FROM runtime AS cdn-edge
+USER root
+RUN install -d -o app -g app -m 0750 /var/cache/edge
+USER 10001:10001
 COPY --from=build /out/cdn-edge /usr/local/bin/cdn-edge
 EXPOSE 8011
 ENTRYPOINT ["/usr/local/bin/cdn-edge"]

@@ -202,13 +202,7 @@ pub fn media_objects(playlist: &str) -> Vec<String> {
     out
 }
 
-/// Reads a counter from a Prometheus text page (sum over label sets).
-pub fn metric(text: &str, name: &str) -> f64 {
-    text.lines()
-        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
+pub use shared::testing::metric;
 
 /// The catalogue database, for assertions on attempts.
 pub async fn database() -> anyhow::Result<sqlx::PgPool> {
@@ -219,4 +213,58 @@ pub async fn database() -> anyhow::Result<sqlx::PgPool> {
 /// A loopback port nobody listens on right now, for a service a test starts itself.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A service binary a test or benchmark started itself, SIGKILLed when
+/// dropped (however the test ends: a crash is what the restart tests want).
+pub struct Process(pub std::process::Child);
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A workspace binary: beside a benchmark binary, one folder up from a test
+/// binary (those live in `deps/`).
+pub fn binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("own path");
+    let dir = exe.parent().expect("binary folder");
+    let dir = if dir.ends_with("deps") { dir.parent().expect("target folder") } else { dir };
+    dir.join(name)
+}
+
+/// The native stack's environment of one service (`scripts/stack env NAME`).
+pub fn stack_env(service: &str) -> Vec<(String, String)> {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let out = Command::new(repo.join("scripts/stack")).args(["env", service]).output().expect("scripts/stack runs");
+    assert!(out.status.success(), "scripts/stack env {service} failed");
+    String::from_utf8(out.stdout).expect("utf-8").lines().filter_map(|l| l.split_once('=')).map(|(k, v)| (k.to_owned(), v.to_owned())).collect()
+}
+
+/// Starts `binary` with exactly the stack's environment of `service` plus
+/// `overrides`, its output discarded.
+pub fn spawn_stack_service(service: &str, binary_name: &str, overrides: &[(&str, String)]) -> Process {
+    let child = Command::new(binary(binary_name))
+        .env_clear()
+        .envs(stack_env(service))
+        .envs(overrides.iter().map(|(k, v)| (*k, v)))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{binary_name} starts: {e}"));
+    Process(child)
+}
+
+/// Polls `url` until it answers 2xx, for at most `within`.
+pub async fn wait_ready(url: &str, within: Duration) -> anyhow::Result<()> {
+    let deadline = Instant::now() + within;
+    while !reqwest::get(url).await.is_ok_and(|r| r.status().is_success()) {
+        if Instant::now() > deadline {
+            bail!("{url} not ready within {within:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Ok(())
 }

@@ -6,12 +6,13 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-const SERVICES: [(&str, &str); 7] = [
+const SERVICES: [(&str, &str); 8] = [
     ("upload-http2", "upload-http2"),
     ("upload-chunked", "upload-chunked"),
     ("streaming", "streaming"),
     ("cdn-edge-1", "cdn-edge"),
     ("cdn-edge-2", "cdn-edge"),
+    ("cdn-edge-secondary", "cdn-edge"),
     ("transcode-worker", "transcode-worker"),
     ("transcode-worker-pull", "transcode-worker"),
 ];

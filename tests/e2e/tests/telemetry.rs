@@ -1,19 +1,13 @@
 //! Spans leave the process over OTLP/HTTP when OTEL_EXPORTER_OTLP_ENDPOINT is
 //! set: a real service binary, a local receiver that records what it is sent.
 
-use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::http::HeaderMap;
 use axum::routing::post;
-use e2e::free_port;
-
-fn binary(name: &str) -> PathBuf {
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    std::env::var("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|_| repo.join("target")).join("debug").join(name)
-}
+use e2e::{binary, free_port};
 
 #[tokio::test]
 async fn spans_are_exported_over_otlp_when_an_endpoint_is_set() {
@@ -40,6 +34,9 @@ async fn spans_are_exported_over_otlp_when_an_endpoint_is_set() {
         .env_clear()
         .env("HTTP_ADDR", format!("127.0.0.1:{port}"))
         .env("ORIGIN_URL", "http://127.0.0.1:9") // nothing listens: requests fail fast, spans still close
+        .env("REDIS_URL", std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into()))
+        .env("REDIS_PREFIX", format!("telemetry-{port}"))
+        .env("PURGE_TOKEN", "telemetry-test-purge-token")
         .env("OTEL_EXPORTER_OTLP_ENDPOINT", &otlp)
         .stderr(std::process::Stdio::null())
         .spawn()

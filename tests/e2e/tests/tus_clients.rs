@@ -295,58 +295,14 @@ async fn uploads_cut_off_halfway_resume_in_a_fresh_client_process() {
     assert_became_ready_video(&stack, &url).await;
 }
 
-/// Our own upload-chunked process, with the stack's configuration on a free port.
-/// Kills the service when the test ends, however it ends.
-struct Service(std::process::Child);
-
-impl Drop for Service {
-    fn drop(&mut self) {
-        self.0.kill().ok();
-        self.0.wait().ok();
-    }
-}
-
-fn spawn_service(port: u16) -> Service {
-    let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let env = std::process::Command::new("bash")
-        .arg(repo.join("scripts/stack"))
-        .args(["env", "upload-chunked"])
-        .output()
-        .unwrap();
-    assert!(env.status.success(), "scripts/stack env failed");
-    let bin = std::env::current_exe()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .join("upload-chunked");
-    let mut cmd = std::process::Command::new(bin);
-    cmd.env_clear();
-    for line in String::from_utf8(env.stdout).unwrap().lines() {
-        if let Some((k, v)) = line.split_once('=') {
-            cmd.env(k, v);
-        }
-    }
-    cmd.env("HTTP_ADDR", format!("127.0.0.1:{port}"))
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    Service(cmd.spawn().expect("upload-chunked starts"))
+/// Our own upload-chunked process, with the stack's configuration on a
+/// free port; SIGKILLed when dropped.
+fn spawn_service(port: u16) -> e2e::Process {
+    e2e::spawn_stack_service("upload-chunked", "upload-chunked", &[("HTTP_ADDR", format!("127.0.0.1:{port}")), ("RUST_LOG", "warn".into())])
 }
 
 async fn wait_ready(port: u16) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !reqwest::get(format!("http://127.0.0.1:{port}/health/ready"))
-        .await
-        .is_ok_and(|r| r.status().is_success())
-    {
-        assert!(
-            Instant::now() < deadline,
-            "upload-chunked did not become ready"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    e2e::wait_ready(&format!("http://127.0.0.1:{port}/health/ready"), Duration::from_secs(30)).await.expect("upload-chunked did not become ready");
 }
 
 #[tokio::test]

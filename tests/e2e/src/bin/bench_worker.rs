@@ -16,7 +16,7 @@
 //! row's `started_at` (the worker's claim transaction).
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
@@ -43,18 +43,9 @@ struct Bench {
     scratch: tempfile::TempDir,
 }
 
-struct WorkerProcess(Child);
-
-impl Drop for WorkerProcess {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 impl Bench {
-    fn worker(&self, mode: &str, concurrency: u16) -> anyhow::Result<WorkerProcess> {
-        let bin = std::env::current_exe()?.parent().context("binary dir")?.join("transcode-worker");
+    fn worker(&self, mode: &str, concurrency: u16) -> anyhow::Result<e2e::Process> {
+        let bin = e2e::binary("transcode-worker");
         let child = Command::new(&bin)
             .envs(self.world.env())
             .env("HTTP_ADDR", "127.0.0.1:0")
@@ -69,7 +60,7 @@ impl Bench {
             .stderr(Stdio::null())
             .spawn()
             .with_context(|| format!("starting {}", bin.display()))?;
-        Ok(WorkerProcess(child))
+        Ok(e2e::Process(child))
     }
 
     /// Registers `n` videos with `bytes` as their source; their jobs, unpublished.
@@ -142,7 +133,7 @@ impl Bench {
     /// Jobs per minute for `workers` push workers draining a queued batch.
     async fn throughput(&self, workers: usize, source: &[u8]) -> anyhow::Result<f64> {
         let jobs = self.register(source, BATCH_JOBS).await?;
-        let _w: Vec<WorkerProcess> = (0..workers).map(|_| self.worker("push", 1)).collect::<Result<_, _>>()?;
+        let _w: Vec<e2e::Process> = (0..workers).map(|_| self.worker("push", 1)).collect::<Result<_, _>>()?;
         for _ in 0..workers {
             self.warm_up(source).await?;
         }

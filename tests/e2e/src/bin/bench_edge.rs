@@ -1,0 +1,254 @@
+//! The delivery benchmark (not a test): run by `scripts/bench-edge`. One
+//! run, one isolated world (database, bucket, Redis prefix) on the
+//! machine's PostgreSQL, Redis and Garage; a real origin process, a real
+//! cdn-edge process, and NGINX with proxy_cache in front of the same origin;
+//! the same Rust load generator (keep-alive HTTP/1.1, fixed concurrency)
+//! against each:
+//!
+//! 1. cache-hit requests/s and p99 latency, cdn-edge vs NGINX proxy_cache,
+//!    for a 4 KB playlist and a 1 MB segment (both caches warmed first);
+//! 2. time to first byte of a 1 MB segment: edge (hit) vs the origin direct;
+//! 3. origin fetches per 1000 viewer requests while simulated viewers play
+//!    a 10-segment ladder through the edge (masters are per viewer and pass
+//!    through; everything else is fetched once).
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use bytes::Bytes;
+use shared::testing::World;
+
+const CONCURRENCY: usize = 32;
+const RUN: Duration = Duration::from_secs(6);
+const TTFB_SAMPLES: usize = 300;
+const VIEWERS: usize = 100;
+const SEGMENTS: usize = 10;
+
+/// NGINX, stopped with SIGTERM so its master takes the workers along (a
+/// SIGKILL would orphan them, holding our stdout open); SIGKILL after 5 s.
+struct Nginx(Child);
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").args(["-TERM", &self.0.id().to_string()]).status();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.0.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn spawn(bin: &str, env: &[(&str, String)], log: &Path) -> anyhow::Result<e2e::Process> {
+    let log = std::fs::File::create(log)?;
+    let child = Command::new(e2e::binary(bin)).env_clear().envs(env.iter().map(|(k, v)| (*k, v))).stdout(log.try_clone()?).stderr(log).spawn().with_context(|| bin.to_owned())?;
+    Ok(e2e::Process(child))
+}
+
+async fn wait_ready(url: &str) -> anyhow::Result<()> {
+    e2e::wait_ready(url, Duration::from_secs(30)).await
+}
+
+fn noise(len: usize) -> Bytes {
+    shared::testing::noise(len, 7).into()
+}
+
+fn playlist() -> String {
+    let mut p = String::from("#EXTM3U\n#EXT-X-VERSION:7\n#EXT-X-TARGETDURATION:6\n#EXT-X-PLAYLIST-TYPE:VOD\n#EXT-X-MAP:URI=\"init_0.mp4\"\n");
+    let mut i = 0;
+    // About 4 KB: a ten-minute rendition's playlist.
+    while p.len() < 4000 {
+        p.push_str(&format!("#EXTINF:6.000000,\nseg_{i:05}.m4s\n"));
+        i += 1;
+    }
+    p.push_str("#EXT-X-ENDLIST\n");
+    p
+}
+
+struct Load {
+    rps: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+}
+
+/// CONCURRENCY keep-alive clients hammer one URL for RUN; every body is read whole.
+async fn load(url: &str, expect_len: usize) -> anyhow::Result<Load> {
+    let client = reqwest::Client::builder().http1_only().pool_max_idle_per_host(CONCURRENCY).build()?;
+    for _ in 0..50 {
+        let b = client.get(url).send().await?.error_for_status()?.bytes().await?;
+        if b.len() != expect_len {
+            bail!("{url}: {} bytes, expected {expect_len}", b.len());
+        }
+    }
+    let until = Instant::now() + RUN;
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..CONCURRENCY)
+        .map(|_| {
+            let (client, url) = (client.clone(), url.to_owned());
+            tokio::spawn(async move {
+                let mut lat = Vec::with_capacity(50_000);
+                while Instant::now() < until {
+                    let t = Instant::now();
+                    let r = client.get(&url).send().await?.error_for_status()?;
+                    let n = r.bytes().await?.len();
+                    lat.push(t.elapsed());
+                    if n != expect_len {
+                        bail!("short body: {n}");
+                    }
+                }
+                Ok::<_, anyhow::Error>(lat)
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await??);
+    }
+    let secs = started.elapsed().as_secs_f64();
+    all.sort();
+    let pct = |p: f64| all[((all.len() as f64 * p) as usize).min(all.len() - 1)].as_secs_f64() * 1000.0;
+    Ok(Load { rps: all.len() as f64 / secs, p50_ms: pct(0.50), p99_ms: pct(0.99) })
+}
+
+/// Sequential requests; time until the response head arrives.
+async fn ttfb(url: &str) -> anyhow::Result<(f64, f64)> {
+    let client = reqwest::Client::builder().http1_only().build()?;
+    let mut samples = Vec::with_capacity(TTFB_SAMPLES);
+    for i in 0..TTFB_SAMPLES + 20 {
+        let t = Instant::now();
+        let r = client.get(url).send().await?.error_for_status()?;
+        let head = t.elapsed();
+        r.bytes().await?;
+        if i >= 20 {
+            samples.push(head);
+        }
+    }
+    samples.sort();
+    let pct = |p: f64| samples[((samples.len() as f64 * p) as usize).min(samples.len() - 1)].as_secs_f64() * 1000.0;
+    Ok((pct(0.5), pct(0.99)))
+}
+
+fn nginx_conf(dir: &Path, port: u16, origin: &str) -> String {
+    let d = dir.display();
+    format!(
+        "worker_processes 2;\npid {d}/nginx.pid;\nerror_log {d}/nginx-error.log warn;\ndaemon off;\nevents {{ worker_connections 4096; }}\nhttp {{\n\
+    access_log off;\n    client_body_temp_path {d}/tmp-body;\n    proxy_temp_path {d}/tmp-proxy;\n    fastcgi_temp_path {d}/tmp-fcgi;\n    uwsgi_temp_path {d}/tmp-uwsgi;\n    scgi_temp_path {d}/tmp-scgi;\n\
+    proxy_cache_path {d}/cache levels=1:2 keys_zone=bench:64m max_size=4g inactive=1h use_temp_path=off;\n\
+    upstream origin {{ server {origin}; keepalive 32; }}\n\
+    server {{\n        listen 127.0.0.1:{port};\n        location /hls/ {{\n            proxy_http_version 1.1;\n            proxy_set_header Connection \"\";\n            proxy_pass http://origin;\n            proxy_cache bench;\n            proxy_cache_lock on;\n            proxy_cache_valid 200 1h;\n            add_header X-Cache $upstream_cache_status;\n        }}\n    }}\n}}\n"
+    )
+}
+
+async fn metric(base: &str, name: &str) -> anyhow::Result<f64> {
+    Ok(e2e::metric(&reqwest::get(format!("{base}/metrics")).await?.text().await?, name))
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let scratch = tempfile::tempdir()?;
+    let world = World::new().await;
+    let storage = world.backends.s3.store();
+    storage.ensure_bucket().await?;
+    let pool = world.backends.database.pool()?;
+    let videos = shared::videos::Videos::new(pool.clone());
+    let segment = noise(1 << 20);
+    let media = playlist();
+    let master = "#EXTM3U\n#EXT-X-VERSION:7\n#EXT-X-STREAM-INF:BANDWIDTH=1500000,CODECS=\"avc1.64001f\",RESOLUTION=640x360\n360p/index.m3u8\n";
+    let mut files: Vec<(String, Bytes)> = vec![("master.m3u8".into(), Bytes::from_static(master.as_bytes())), ("360p/index.m3u8".into(), Bytes::from(media.clone())), ("360p/init_0.mp4".into(), noise(1500))];
+    for i in 0..SEGMENTS {
+        files.push((format!("360p/seg_{i:05}.m4s"), segment.clone()));
+    }
+    let refs: Vec<(&str, Bytes)> = files.iter().map(|(n, b)| (n.as_str(), b.clone())).collect();
+    let video = shared::testing::ready_video(&storage, &videos, &pool, &refs).await?;
+
+    let (origin_port, edge_port, nginx_port) = (e2e::free_port(), e2e::free_port(), e2e::free_port());
+    let mut env = world.env();
+    env.push(("HTTP_ADDR", format!("127.0.0.1:{origin_port}")));
+    env.push(("RUST_LOG", "warn".into()));
+    let _origin = spawn("streaming", &env, &scratch.path().join("origin.log"))?;
+    let origin = format!("http://127.0.0.1:{origin_port}");
+    wait_ready(&format!("{origin}/health/ready")).await?;
+    let edge_env = vec![
+        ("HTTP_ADDR", format!("127.0.0.1:{edge_port}")),
+        ("RUST_LOG", "warn".into()),
+        ("ORIGIN_URL", origin.clone()),
+        ("REDIS_URL", world.backends.redis.url.expose().to_owned()),
+        ("REDIS_PREFIX", world.backends.redis.prefix.clone()),
+        ("PURGE_TOKEN", "bench-purge-token-0123456789".into()),
+        ("EDGE_DISK_DIR", scratch.path().join("edge-disk").display().to_string()),
+    ];
+    let _edge = spawn("cdn-edge", &edge_env, &scratch.path().join("edge.log"))?;
+    let edge = format!("http://127.0.0.1:{edge_port}");
+    wait_ready(&format!("{edge}/health/ready")).await?;
+    std::fs::write(scratch.path().join("nginx.conf"), nginx_conf(scratch.path(), nginx_port, &format!("127.0.0.1:{origin_port}")))?;
+    let _nginx = Nginx(Command::new("nginx").args(["-c", &scratch.path().join("nginx.conf").display().to_string(), "-p", &scratch.path().display().to_string()]).stdout(Stdio::null()).stderr(Stdio::null()).spawn()?);
+    let nginx = format!("http://127.0.0.1:{nginx_port}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while reqwest::get(format!("{nginx}/hls/{video}/360p/index.m3u8")).await.is_err() {
+        if Instant::now() > deadline {
+            bail!("nginx did not start; see {}", scratch.path().join("nginx-error.log").display());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    println!("== cache hits: {CONCURRENCY} keep-alive connections for {}s each, same client for both servers", RUN.as_secs());
+    for (label, object, len) in [("4 KB playlist", "360p/index.m3u8", media.len()), ("1 MB segment", "360p/seg_00000.m4s", segment.len())] {
+        let path = format!("/hls/{video}/{object}");
+        let base = load(&format!("{nginx}{path}"), len).await?;
+        let ours = load(&format!("{edge}{path}"), len).await?;
+        println!("{label:<14} NGINX proxy_cache (baseline) {:>9.0} req/s  p50 {:>7.2} ms  p99 {:>7.2} ms", base.rps, base.p50_ms, base.p99_ms);
+        println!(
+            "{label:<14} cdn-edge                     {:>9.0} req/s  p50 {:>7.2} ms  p99 {:>7.2} ms   ratio req/s {:.2}, p99 {:.2}",
+            ours.rps,
+            ours.p50_ms,
+            ours.p99_ms,
+            ours.rps / base.rps,
+            ours.p99_ms / base.p99_ms
+        );
+    }
+
+    println!("== time to first byte, 1 MB segment, {TTFB_SAMPLES} sequential requests");
+    let seg = format!("/hls/{video}/360p/seg_00001.m4s");
+    let (o50, o99) = ttfb(&format!("{origin}{seg}")).await?;
+    let (e50, e99) = ttfb(&format!("{edge}{seg}")).await?;
+    println!("origin direct (baseline)  p50 {o50:7.2} ms  p99 {o99:7.2} ms");
+    println!("edge, cache hit           p50 {e50:7.2} ms  p99 {e99:7.2} ms   ratio p50 {:.2}, p99 {:.2}", e50 / o50, e99 / o99);
+
+    println!("== origin fetches per 1000 viewer requests: {VIEWERS} viewers, each master + playlist + init + {SEGMENTS} segments, through a cold edge");
+    // A fresh edge, so the ladder starts cold there.
+    let cold_port = e2e::free_port();
+    let mut cold_env = edge_env.clone();
+    cold_env[0] = ("HTTP_ADDR", format!("127.0.0.1:{cold_port}"));
+    cold_env.retain(|(k, _)| *k != "EDGE_DISK_DIR");
+    let _cold = spawn("cdn-edge", &cold_env, &scratch.path().join("edge-cold.log"))?;
+    let cold = format!("http://127.0.0.1:{cold_port}");
+    wait_ready(&format!("{cold}/health/ready")).await?;
+    let client = reqwest::Client::builder().pool_max_idle_per_host(64).build()?;
+    let viewers = futures::future::join_all((0..VIEWERS).map(|_| {
+        let (client, cold) = (client.clone(), cold.clone());
+        async move {
+            let m = client.get(format!("{cold}/hls/{video}/master.m3u8")).send().await?.error_for_status()?;
+            let sid = m.headers().get("x-session-id").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+            m.bytes().await?;
+            let mut n = 1;
+            let mut objects = vec!["360p/index.m3u8".to_owned(), "360p/init_0.mp4".to_owned()];
+            objects.extend((0..SEGMENTS).map(|i| format!("360p/seg_{i:05}.m4s")));
+            for o in objects {
+                client.get(format!("{cold}/hls/{video}/{o}?sid={sid}")).send().await?.error_for_status()?.bytes().await?;
+                n += 1;
+            }
+            Ok::<usize, anyhow::Error>(n)
+        }
+    }))
+    .await;
+    let requests: usize = viewers.into_iter().collect::<anyhow::Result<Vec<_>>>()?.into_iter().sum();
+    let fetches = metric(&cold, "edge_origin_fetches_total").await?;
+    println!("{requests} viewer requests, {fetches} origin fetches: {:.1} per 1000 (every request to the origin would be 1000)", fetches * 1000.0 / requests as f64);
+    Ok(())
+}
