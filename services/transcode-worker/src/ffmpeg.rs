@@ -3,12 +3,13 @@
 //! (fMP4) HLS out, video and audio in separate renditions so the same
 //! segments also serve DASH and an audio-only variant.
 //!
-//! ffmpeg prints no progress until every output of the pass has started.
-//! So each output here starts at the first frame: thumbnails are written one
-//! by one (tiled afterwards, see [`crate::thumbnails`]) and the poster, which
-//! comes from later in the video, is a second, one-frame pass
-//! ([`poster_args`]). A sheet or poster in this pass would hide progress,
-//! and trip the stall timeout, until 1/3 of a long film was encoded.
+//! ffmpeg prints no progress until every output has started, so every
+//! output here starts at the first frame. Thumbnails leave as raw frames,
+//! tiled into sheets afterwards ([`crate::thumbnails`]); the poster output
+//! takes frame 0, then the first frame at [`poster_time`] overwrites it. A
+//! sprite sheet (complete after 100 thumbnails, a third of a long film) or a
+//! poster selected at 10 % would hide progress until then, and trip the
+//! stall timeout on long sources.
 //!
 //! Keyframes are forced every 2 s on the shared timeline (and scene-cut
 //! keyframes are off), so every rung has IDR frames at the same instants and
@@ -51,19 +52,28 @@ pub fn poster_time(duration: f64) -> f64 {
 
 pub fn args(e: &Encode) -> Vec<String> {
     let n = e.rungs.len();
-    let mut graph = format!("[0:v]split={}", n + 1);
+    let mut graph = format!("[0:v]split={}", n + 2);
     for i in 0..n {
         graph.push_str(&format!("[s{i}]"));
     }
-    graph.push_str("[st]");
+    graph.push_str("[sp][st]");
     for (i, r) in e.rungs.iter().enumerate() {
         graph.push_str(&format!(";[s{i}]scale={}:{},setsar=1[v{i}]", r.width, r.height));
     }
+    let top = &e.rungs[0];
+    // Frame 0, then the first frame at the poster time and nothing after.
+    let t = format!("{:.3}", poster_time(e.source.duration));
+    graph.push_str(&format!(
+        ";[sp]select='eq(n\\,0)+gte(t\\,{t})*lt(prev_selected_t\\,{t})',scale={}:{},setsar=1[poster]",
+        top.width, top.height
+    ));
     graph.push_str(&format!(";[st]{}[thumbs]", e.sprites.filter()));
 
     let gop = ((e.source.frame_rate * KEYFRAME_SECONDS as f64).round() as u32).max(1).to_string();
-    let mut a = common_args();
-    a.extend(["-i".into(), e.input.display().to_string()]);
+    let mut a: Vec<String> = ["-hide_banner", "-nostdin", "-y", "-loglevel", "error", "-progress", "pipe:1", "-nostats", "-i"]
+        .map(String::from)
+        .to_vec();
+    a.push(e.input.display().to_string());
     a.extend(["-filter_complex".into(), graph]);
     for i in 0..n {
         a.extend(["-map".into(), format!("[v{i}]")]);
@@ -101,28 +111,14 @@ pub fn args(e: &Encode) -> Vec<String> {
             "-hls_fmp4_init_filename", "init.mp4",
             "-hls_segment_filename", &format!("{out}/%v/seg_%05d.m4s"),
             "-var_stream_map", &stream_map.join(" "), &format!("{out}/%v/index.m3u8"),
-            "-map", "[thumbs]", "-c:v", "png", "-start_number", "0", "-f", "image2",
-            &format!("{out}/{}", crate::thumbnails::THUMB_PATTERN),
+            // Two frames, each overwriting the file: frame 0, then the poster.
+            // passthrough: an image output is constant-rate by default, and
+            // would fill the gap with copies of frame 0 instead.
+            "-map", "[poster]", "-fps_mode", "passthrough", "-frames:v", "2", "-update", "1", &format!("{out}/{POSTER_FILE}"),
+            "-map", "[thumbs]", "-f", "rawvideo", "-pix_fmt", "rgb24", &format!("{out}/{}", crate::thumbnails::FRAMES_FILE),
         ]
         .map(String::from),
     );
-    a
-}
-
-/// What every pass starts with: quiet, and progress on stdout for [`run`].
-pub fn common_args() -> Vec<String> {
-    ["-hide_banner", "-nostdin", "-y", "-loglevel", "error", "-progress", "pipe:1", "-nostats"].map(String::from).to_vec()
-}
-
-/// The poster: one frame at [`poster_time`], at the top rung's size. The
-/// seek goes to the key frame before it, so this decodes a few frames only.
-pub fn poster_args(input: &Path, out_dir: &Path, source: &SourceInfo, top: &PlannedRung) -> Vec<String> {
-    let mut a = common_args();
-    a.extend(["-ss".into(), format!("{:.3}", poster_time(source.duration)), "-i".into(), input.display().to_string()]);
-    a.extend(
-        ["-map", "0:v:0", "-frames:v", "1", "-vf", &format!("scale={}:{},setsar=1", top.width, top.height), "-update", "1"].map(String::from),
-    );
-    a.push(out_dir.join(POSTER_FILE).display().to_string());
     a
 }
 
@@ -253,7 +249,7 @@ mod tests {
         let sprites = Sprites::plan(&src);
         let a = encode(&rungs, &src, &sprites);
         let joined = a.join(" ");
-        assert!(joined.contains("[0:v]split=3[s0][s1][st]"));
+        assert!(joined.contains("[0:v]split=4[s0][s1][sp][st]"));
         assert!(joined.contains(&format!("[st]{}[thumbs]", sprites.filter())));
         assert!(joined.contains("scale=1280:720") && joined.contains("scale=640:360"));
         assert!(joined.contains("-g 60 -keyint_min 60"));
@@ -266,15 +262,15 @@ mod tests {
     }
 
     /// ffmpeg reports progress only once every output has started; an output
-    /// whose first frame comes late (a sheet, a poster) would hide it.
+    /// whose first frame comes late (a full sheet, a poster 10 % in) hid it.
     #[test]
-    fn every_output_of_the_pass_starts_at_the_first_frame() {
+    fn every_output_starts_at_the_first_frame() {
         let rungs = "720p=3000k,360p=365k".parse::<Ladder>().unwrap().plan(1280, 720);
         let src = source(true);
         let joined = encode(&rungs, &src, &Sprites::plan(&src)).join(" ");
-        assert!(!joined.contains("select=") && !joined.contains("tile=") && !joined.contains(POSTER_FILE), "{joined}");
-        let poster = poster_args(Path::new("/in"), Path::new("/out"), &src, &rungs[0]).join(" ");
-        assert!(poster.contains("-ss 2.000 -i /in") && poster.contains("-frames:v 1 -vf scale=1280:720,setsar=1"), "{poster}");
+        assert!(joined.contains("[sp]select='eq(n\\,0)+gte(t\\,2.000)*lt(prev_selected_t\\,2.000)',scale=1280:720,setsar=1[poster]"), "{joined}");
+        assert!(joined.contains("-fps_mode passthrough -frames:v 2 -update 1 /out/poster.jpg"));
+        assert!(!joined.contains("tile="));
     }
 
     #[test]

@@ -1,20 +1,20 @@
 //! transcode-worker: takes jobs from RabbitMQ (pushed or pulled) and turns
 //! each uploaded source into CMAF HLS and DASH, with thumbnails, in S3, with
-//! one decoding ffmpeg pass per job.
+//! one ffmpeg process per job.
 //!
 //! - [`configuration`] — settings.
 //! - [`startup`] — builds the worker and its health/metrics/admin server.
 //! - [`consumer`] — the broker connection; [`push`] and [`pull`] take jobs.
 //! - [`settle`] — one delivery: run, then ack, retry or dead-letter.
 //! - [`job`] — one job's life: claim, produce, commit, clean up, cancel.
-//! - [`outputs`] — what an attempt stores, from one decoding pass.
+//! - [`outputs`] — what an attempt stores, from one ffmpeg pass.
 //! - [`probe`] — ffprobe and input validation.
 //! - [`ladder`] — which rungs a source gets.
-//! - [`ffmpeg`] — the main pass, the poster pass, and progress.
+//! - [`ffmpeg`] — the single-pass command and its progress.
 //! - [`package`] — measuring outputs; the master playlist.
 //! - [`iframes`], [`isobmff`] — I-frame playlists from the segments' boxes.
 //! - [`dash`] — the MPD over the same segments.
-//! - [`thumbnails`] — sprite sheets and their WebVTT track.
+//! - [`thumbnails`] — sprite sheets (tiled here) and their WebVTT track.
 //! - [`admin`] — dead-letter endpoints.
 //! - [`metrics`] — per-mode metrics.
 //! - [`workdir`] — scratch space, reclaimed after killed workers.

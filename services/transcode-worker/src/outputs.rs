@@ -1,7 +1,6 @@
-//! Everything one attempt stores, from one download and one full ffmpeg pass:
+//! Everything one attempt stores, from one download and one ffmpeg pass:
 //! the HLS ladder and audio rendition, I-frame playlists, the DASH manifest,
-//! the poster and the thumbnail sprites with their WebVTT track (those two
-//! from small passes after the main one). All of it
+//! the poster and the thumbnail sprites with their WebVTT track. All of it
 //! goes under the attempt's prefix, the master playlist last.
 
 use std::path::Path;
@@ -15,9 +14,7 @@ use shared::queue::TranscodeJob;
 use shared::transcodes::Transcoded;
 use shared::videos::Rendition;
 
-use crate::configuration::TranscodeSettings;
 use crate::ffmpeg::{self, Encode, POSTER_FILE};
-use crate::ladder::PlannedRung;
 use crate::job::{JobContext, JobError};
 use crate::package::{self, Track};
 use crate::thumbnails::{Sprites, VTT_FILE};
@@ -50,7 +47,6 @@ pub async fn produce(ctx: &JobContext, job: &TranscodeJob, prefix: &str) -> Resu
         tokio::fs::create_dir_all(out_dir.join(&r.name)).await.context("rendition dir")?;
     }
     tokio::fs::create_dir_all(out_dir.join(ffmpeg::AUDIO_NAME)).await.context("audio dir")?;
-    tokio::fs::create_dir_all(Sprites::frames_dir(&out_dir)).await.context("thumbnails dir")?;
     let args = ffmpeg::args(&Encode { input: &input, out_dir: &out_dir, rungs: &rungs, source: &source, preset: &s.preset, sprites: &sprites });
     let (tx, mut rx) = tokio::sync::watch::channel(Progress::stage("transcoding", 0.0));
     let reporter = {
@@ -77,7 +73,8 @@ pub async fn produce(ctx: &JobContext, job: &TranscodeJob, prefix: &str) -> Resu
     // Not joined: it may be in its 1 s pause, and every job would wait it out.
     reporter.abort();
     encoded?;
-    stills(s, &input, &out_dir, &source, &rungs[0]).await?;
+    let tiling = (sprites.clone(), out_dir.clone());
+    tokio::task::spawn_blocking(move || tiling.0.write_sheets(&tiling.1)).await.context("tiling the thumbnails")??;
     tracing::info!(video_id = %job.video_id, secs = started.elapsed().as_secs_f64(), "ffmpeg finished");
 
     let mut video = Vec::with_capacity(rungs.len());
@@ -138,18 +135,6 @@ pub async fn produce(ctx: &JobContext, job: &TranscodeJob, prefix: &str) -> Resu
         });
     }
     Ok(Transcoded { duration_seconds: top.duration, width: source.width as i32, height: source.height as i32, master_key, renditions })
-}
-
-/// The poster and the sprite sheets, in two small passes after the main one
-/// (why not in it: see [`crate::ffmpeg`]). Missing frames are not an error
-/// here: the check on the images after it names what is missing.
-async fn stills(s: &TranscodeSettings, input: &Path, out_dir: &Path, source: &probe::SourceInfo, top: &PlannedRung) -> Result<(), JobError> {
-    ffmpeg::run(&s.ffmpeg, &ffmpeg::poster_args(input, out_dir, source, top), s.stall_timeout, |_| {}).await?;
-    let has_frames = std::fs::read_dir(Sprites::frames_dir(out_dir)).context("thumbnails dir")?.next().is_some();
-    if has_frames {
-        ffmpeg::run(&s.ffmpeg, &Sprites::sheets_args(out_dir), s.stall_timeout, |_| {}).await?;
-    }
-    Ok(())
 }
 
 /// Uploads `files` (relative to `out_dir`) under `prefix`, several at once.

@@ -1,7 +1,7 @@
-//! Scrubbing thumbnails: small frames at a fixed interval, written one by
-//! one by the main ffmpeg pass (so they start with it; see [`crate::ffmpeg`])
-//! and tiled into JPEG sprite sheets by a second, tiny pass over those
-//! frames ([`sheets_args`]), and a WebVTT track whose cues
+//! Scrubbing thumbnails: small frames at a fixed interval, written raw by
+//! the main ffmpeg pass (so that output starts with it; see
+//! [`crate::ffmpeg`]) and tiled here into JPEG sprite sheets
+//! ([`Sprites::write_sheets`]), and a WebVTT track whose cues
 //! point into the sheets with media fragments (`sprite_000.jpg#xywh=…`),
 //! the format video.js, Shaka, JW Player and Vidstack read.
 //!
@@ -9,7 +9,10 @@
 //! `MAX_THUMBS` frames. ffmpeg's `fps=1/I` emits ceil(duration / I) frames
 //! (frames at 0, I, 2I…), which is the cue count here.
 
-use std::path::{Path, PathBuf};
+use std::io::Read;
+use std::path::Path;
+
+use anyhow::Context;
 
 use crate::probe::SourceInfo;
 
@@ -17,11 +20,11 @@ pub const THUMB_WIDTH: u32 = 160;
 pub const COLUMNS: u32 = 10;
 pub const ROWS: u32 = 10;
 pub const MAX_THUMBS: f64 = 300.0;
-/// Sheets as ffmpeg's image2 muxer names them (`-start_number 0`).
-pub const SHEET_PATTERN: &str = "sprite_%03d.jpg";
-/// The single frames the main pass writes, lossless so the sheets are
-/// compressed once.
-pub const THUMB_PATTERN: &str = "thumbs/%05d.png";
+/// The thumbnails as the main pass writes them: RGB24 frames, back to back,
+/// so the sheets are compressed once.
+pub const FRAMES_FILE: &str = "thumbs.rgb";
+/// About ffmpeg's `-q:v 5` for MJPEG.
+const SHEET_QUALITY: u8 = 80;
 pub const VTT_FILE: &str = "thumbnails.vtt";
 
 #[derive(Debug, Clone, PartialEq)]
@@ -45,28 +48,54 @@ impl Sprites {
         format!("fps=1/{},scale={}:{},setsar=1", self.interval, self.width, self.height)
     }
 
-    /// The thumbnails folder the main pass writes into.
-    pub fn frames_dir(out_dir: &Path) -> PathBuf {
-        out_dir.join(Path::new(THUMB_PATTERN).parent().expect("pattern has a folder"))
-    }
-
-    /// The second pass: the frames, in order, tiled into sheets; the last
-    /// sheet is padded, as its unused cells have no cues.
-    pub fn sheets_args(out_dir: &Path) -> Vec<String> {
-        let mut a = crate::ffmpeg::common_args();
-        a.extend(["-framerate", "1", "-start_number", "0", "-f", "image2", "-i"].map(String::from));
-        a.push(out_dir.join(THUMB_PATTERN).display().to_string());
-        a.extend(["-vf", &format!("tile={COLUMNS}x{ROWS}"), "-c:v", "mjpeg", "-q:v", "5", "-start_number", "0", "-f", "image2"].map(String::from));
-        a.push(out_dir.join(SHEET_PATTERN).display().to_string());
-        a
-    }
-
     pub fn sheets(&self) -> u32 {
         self.count.div_ceil(COLUMNS * ROWS)
     }
 
     pub fn sheet_name(i: u32) -> String {
         format!("sprite_{i:03}.jpg")
+    }
+
+    /// Tiles the raw frames into sheets, one sheet in memory at a time; the
+    /// last sheet's unused cells stay black, as they have no cues. Returns
+    /// how many sheets were written. Blocking: call it off the runtime.
+    pub fn write_sheets(&self, out_dir: &Path) -> anyhow::Result<u32> {
+        let (w, h) = (self.width as usize, self.height as usize);
+        let frame_len = w * h * 3;
+        let sheet_w = w * COLUMNS as usize;
+        let mut frames = match std::fs::File::open(out_dir.join(FRAMES_FILE)) {
+            Ok(f) => std::io::BufReader::new(f),
+            // No frame reached the output; the check for the images says so.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+            Err(e) => return Err(anyhow::Error::new(e).context("the thumbnail frames")),
+        };
+        let mut frame = vec![0u8; frame_len];
+        let mut sheet = vec![0u8; frame_len * (COLUMNS * ROWS) as usize];
+        let (mut cell, mut written) = (0usize, 0u32);
+        loop {
+            let full = read_full(&mut frames, &mut frame)?;
+            if full {
+                let (x, y) = (cell % COLUMNS as usize * w, cell / COLUMNS as usize * h);
+                for row in 0..h {
+                    let at = ((y + row) * sheet_w + x) * 3;
+                    sheet[at..at + w * 3].copy_from_slice(&frame[row * w * 3..(row + 1) * w * 3]);
+                }
+                cell += 1;
+            }
+            // A torn last frame (ffmpeg killed mid-write) is dropped.
+            if cell == (COLUMNS * ROWS) as usize || (!full && cell > 0) {
+                let path = out_dir.join(Self::sheet_name(written));
+                jpeg_encoder::Encoder::new_file(&path, SHEET_QUALITY)
+                    .and_then(|e| e.encode(&sheet, sheet_w as u16, (h * ROWS as usize) as u16, jpeg_encoder::ColorType::Rgb))
+                    .with_context(|| format!("writing {}", path.display()))?;
+                written += 1;
+                sheet.fill(0);
+                cell = 0;
+            }
+            if !full {
+                return Ok(written);
+            }
+        }
     }
 
     /// The WebVTT track; the last cue ends at `duration`.
@@ -89,6 +118,19 @@ impl Sprites {
         }
         out
     }
+}
+
+/// Fills `buf`, or returns false at the end of the input (a partial read
+/// included).
+fn read_full(r: &mut impl Read, buf: &mut [u8]) -> anyhow::Result<bool> {
+    let mut got = 0;
+    while got < buf.len() {
+        match r.read(&mut buf[got..])? {
+            0 => return Ok(false),
+            n => got += n,
+        }
+    }
+    Ok(true)
 }
 
 fn timestamp(secs: f64) -> String {
@@ -122,6 +164,46 @@ mod tests {
         assert!(vtt.contains("00:39:36.000 --> 00:40:00.000\nsprite_000.jpg#xywh=1440,810,160,90\n"));
         assert!(vtt.contains("01:59:36.000 --> 02:00:00.000\nsprite_002.jpg#xywh=1440,810,160,90\n"));
         assert_eq!(vtt.matches(" --> ").count(), 300);
+    }
+
+    /// Solid-colour 16x16 frames, each with its own colour, tiled and read
+    /// back through ffmpeg's JPEG decoder.
+    #[test]
+    fn frames_are_tiled_in_order_and_a_torn_last_frame_is_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Sprites { interval: 1, count: 103, width: 16, height: 16 };
+        // 125 colours, any two at least 60 apart in some channel.
+        let colour = |i: usize| [(i % 5 * 60) as u8, (i / 5 % 5 * 60) as u8, (i / 25 % 5 * 60) as u8];
+        let mut raw: Vec<u8> = (0..103).flat_map(|i| colour(i).repeat(16 * 16)).collect();
+        raw.extend([7u8; 100]); // half a frame, as a killed ffmpeg would leave
+        std::fs::write(dir.path().join(FRAMES_FILE), raw).unwrap();
+        assert_eq!(s.write_sheets(dir.path()).unwrap(), 2);
+
+        for (sheet, first) in [(0, 0usize), (1, 100)] {
+            let out = std::process::Command::new("ffmpeg")
+                .args(["-v", "error", "-i"])
+                .arg(dir.path().join(Sprites::sheet_name(sheet)))
+                .args(["-f", "rawvideo", "-pix_fmt", "rgb24", "-"])
+                .output()
+                .unwrap();
+            assert!(out.status.success());
+            assert_eq!(out.stdout.len(), 160 * 160 * 3, "a 10x10 sheet of 16x16 cells");
+            let cells = if sheet == 0 { 100 } else { 3 };
+            for cell in 0..100 {
+                // The centre of the cell, away from JPEG block edges.
+                let (x, y) = (cell % 10 * 16 + 8, cell / 10 * 16 + 8);
+                let px = &out.stdout[(y * 160 + x) * 3..][..3];
+                let want = if cell < cells { colour(first + cell) } else { [0, 0, 0] };
+                assert!(px.iter().zip(want).all(|(a, b)| a.abs_diff(b) <= 12), "sheet {sheet} cell {cell}: {px:?} vs {want:?}");
+            }
+        }
+        assert!(!dir.path().join(Sprites::sheet_name(2)).exists());
+    }
+
+    #[test]
+    fn no_frames_make_no_sheets() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(Sprites::plan(&src(10.0)).write_sheets(dir.path()).unwrap(), 0);
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! The extra outputs of the single pass, checked with real players and
 //! decoders: the DASH manifest plays in ffmpeg, each I-frame byte range
 //! decodes to exactly one key frame, the sprites and their WebVTT track
-//! agree, and the audio-only variant plays.
+//! agree, the poster is the frame 10 % in, and the audio-only variant plays.
 
 mod common;
 
@@ -16,11 +16,26 @@ fn probe(path: &Path, entries: &str) -> String {
     run(Command::new("ffprobe").args(["-v", "error", "-of", "default=nw=1:nk=1", "-show_entries", entries]).arg(path))
 }
 
+/// The frame at `at` seconds, as 32x18 grey pixels.
+fn tiny_frame(path: &Path, at: f64) -> Vec<u8> {
+    // No -ss at 0: on a still image, ffmpeg then outputs nothing.
+    let seek: Vec<String> = if at > 0.0 { vec!["-ss".into(), at.to_string()] } else { vec![] };
+    let out = Command::new("ffmpeg").args(["-v", "error"]).args(seek).arg("-i").arg(path).args(["-frames:v", "1", "-vf", "scale=32:18", "-f", "rawvideo", "-pix_fmt", "gray", "-"]).output().unwrap();
+    assert!(out.status.success() && out.stdout.len() == 32 * 18, "{} at {at}: {} bytes, {}", path.display(), out.stdout.len(), String::from_utf8_lossy(&out.stderr));
+    out.stdout
+}
+
+/// Mean absolute difference per pixel.
+fn distance(a: &[u8], b: &[u8]) -> f64 {
+    a.iter().zip(b).map(|(x, y)| x.abs_diff(*y) as f64).sum::<f64>() / a.len() as f64
+}
+
 #[tokio::test]
 async fn dash_iframes_sprites_and_audio_only_are_valid() {
     let lab = Lab::new().await;
     let _w = lab.worker(Mode::Push, 1).await;
-    let job = lab.submit(&clip(13, 854, 480)).await;
+    let source = clip(13, 854, 480);
+    let job = lab.submit(&source).await;
     let video = lab.wait_for(job.video_id, "ready", Duration::from_secs(180)).await;
     let dir = lab.download_served(&video).await;
     let d = dir.path();
@@ -89,6 +104,15 @@ async fn dash_iframes_sprites_and_audio_only_are_valid() {
         assert!(v[0] + v[2] <= w && v[1] + v[3] <= h, "{xywh} inside the sheet");
     }
     assert_eq!(end_of_last, "00:00:13.000");
+
+    // The poster is the frame 10 % in (1.3 s), not frame 0 that the poster
+    // output starts with so ffmpeg reports progress from the start.
+    let src = d.join("source.mp4");
+    std::fs::write(&src, &source).unwrap();
+    let at_poster = tiny_frame(&src, 1.3);
+    let first = tiny_frame(&src, 0.0);
+    let poster = tiny_frame(&d.join("poster.jpg"), 0.0);
+    assert!(distance(&poster, &at_poster) * 3.0 < distance(&poster, &first), "poster {:.1} from 1.3 s, {:.1} from 0 s", distance(&poster, &at_poster), distance(&poster, &first));
 
     // The audio-only variant plays on its own.
     let audio = d.join("audio").join("index.m3u8");
