@@ -11,14 +11,11 @@ use crate::error::Problem;
 use tower_http::compression::CompressionLayer;
 use tower_http::cors::{Any, CorsLayer};
 
-/// Media types worth compressing: HLS playlists, DASH manifests, WebVTT.
-const TEXT_MANIFESTS: [&str; 3] = ["application/vnd.apple.mpegurl", "application/dash+xml", "text/vtt"];
-
 fn compressible(status: StatusCode, _: Version, headers: &HeaderMap, _: &axum::http::Extensions) -> bool {
     // A 206 is a slice of the identity bytes; compressing it would break the ranges.
     status == StatusCode::OK
         && !headers.contains_key(header::CONTENT_RANGE)
-        && headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|ct| TEXT_MANIFESTS.iter().any(|m| ct.starts_with(m)))
+        && headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|ct| crate::layout::TEXT_MANIFEST_TYPES.iter().any(|m| ct.starts_with(m)))
 }
 
 pub fn manifest_compression() -> CompressionLayer<fn(StatusCode, Version, &HeaderMap, &axum::http::Extensions) -> bool> {

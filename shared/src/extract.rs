@@ -9,6 +9,12 @@ use uuid::Uuid;
 
 use crate::error::Problem;
 
+/// A name safe in keys, paths and labels: 1 to `max_len` bytes of
+/// `[A-Za-z0-9._-]`.
+pub fn is_token(s: &str, max_len: usize) -> bool {
+    !s.is_empty() && s.len() <= max_len && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+}
+
 /// A video id taken from the `{video_id}` (or `{id}`) path segment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct VideoId(pub Uuid);

@@ -51,16 +51,22 @@ pub fn served_prefix(master_key: &str) -> Option<&str> {
 /// and the origin answers with. None for names outside the layout.
 pub fn content_type(name: &str) -> Option<&'static str> {
     Some(match name.rsplit('.').next()? {
-        "m3u8" => "application/vnd.apple.mpegurl",
+        "m3u8" => PLAYLIST_TYPE,
         "m4s" => "video/iso.segment",
         "mp4" => "video/mp4",
         "ts" => "video/mp2t",
         "jpg" => "image/jpeg",
-        "vtt" => "text/vtt",
-        "mpd" => "application/dash+xml",
+        "vtt" => TEXT_MANIFEST_TYPES[2],
+        "mpd" => TEXT_MANIFEST_TYPES[1],
         _ => return None,
     })
 }
+
+/// The HLS playlist media type.
+pub const PLAYLIST_TYPE: &str = "application/vnd.apple.mpegurl";
+/// Text manifests (HLS, DASH, WebVTT): gzipped, with the playlist cache
+/// policy; everything else is media, already compressed and immutable.
+pub const TEXT_MANIFEST_TYPES: [&str; 3] = [PLAYLIST_TYPE, "application/dash+xml", "text/vtt"];
 
 /// Public URL path of an HLS object, as the origin and edges serve it.
 pub fn public_hls_path(video_id: Uuid, relative: &str) -> String {

@@ -9,6 +9,7 @@
 //! Losing Redis loses counts, never video.
 
 use std::collections::BTreeMap;
+use std::sync::LazyLock;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use redis::AsyncCommands;
@@ -44,7 +45,7 @@ impl Default for SessionId {
 /// "default" rather than an error: it is advisory input from a header.
 pub fn label(raw: Option<&str>) -> String {
     match raw {
-        Some(r) if !r.is_empty() && r.len() <= 64 && r.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b)) => r.to_owned(),
+        Some(r) if crate::extract::is_token(r, 64) => r.to_owned(),
         _ => "default".to_owned(),
     }
 }
@@ -98,9 +99,9 @@ pub struct Sessions {
 }
 
 /// Keeps a session alive: refreshes its hash and its score in every live
-/// set it belongs to, pruning each set on the way. Returns 0 for an unknown
-/// (expired or forged) session, which then counts nowhere.
-const TOUCH: &str = r#"
+/// set it belongs to, pruning each set on the way. An unknown (expired or
+/// forged) session counts nowhere. Hashed once: it runs on every heartbeat.
+static TOUCH: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(r#"
 local p, sid, now, cutoff, node, keep = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5], tonumber(ARGV[6])
 local s = redis.call('HMGET', p..':session:'..sid, 'video', 'region', 'pathway')
 if not s[1] then return 0 end
@@ -116,11 +117,11 @@ for _, k in ipairs(sets) do
   redis.call('PEXPIRE', k, keep * 1000)
 end
 return 1
-"#;
+"#));
 
 /// Moves a session to another pathway: out of the old pathway's live set,
 /// into the new one's.
-const MOVE: &str = r#"
+static MOVE: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(r#"
 local p, sid, to, now = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
 local s = redis.call('HMGET', p..':session:'..sid, 'region', 'pathway')
 if not s[1] then return 0 end
@@ -129,7 +130,7 @@ redis.call('HSET', p..':session:'..sid, 'pathway', to)
 redis.call('ZREM', p..':live:path:'..s[1]..':'..s[2], sid)
 redis.call('ZADD', p..':live:path:'..s[1]..':'..to, now, sid)
 return 1
-"#;
+"#));
 
 fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
@@ -154,8 +155,9 @@ impl Sessions {
         (self.ttl.as_secs() * 20).max(3600)
     }
 
-    /// Registers a new session and counts a view of its video.
-    pub async fn issue(&self, s: &Session, node: &str) -> anyhow::Result<()> {
+    /// Registers a new session and counts a view of its video. No serving
+    /// node yet: the edge that will relay it is not known when it is issued.
+    pub async fn issue(&self, s: &Session) -> anyhow::Result<()> {
         let mut c = self.cache.connection().await?;
         let key = self.key(&format!("session:{}", s.id.as_str()));
         let _: () = redis::pipe()
@@ -170,8 +172,7 @@ impl Sessions {
             .ignore()
             .query_async(&mut c)
             .await?;
-        self.touch(&s.id, node).await?;
-        Ok(())
+        self.touch(&s.id, "").await
     }
 
     /// The session, if it exists.
@@ -184,13 +185,12 @@ impl Sessions {
         Ok(Some(Session { id: id.clone(), video, region, pathway, dropped_rungs: dropped.unwrap_or(0) }))
     }
 
-    /// A fetch by this session, served by `node` ("" for none). False when
-    /// the session is unknown.
-    pub async fn touch(&self, id: &SessionId, node: &str) -> anyhow::Result<bool> {
+    /// A fetch by this session, served by `node` ("" for none).
+    pub async fn touch(&self, id: &SessionId, node: &str) -> anyhow::Result<()> {
         let mut c = self.cache.connection().await?;
         let now = now_ms();
         let cutoff = now.saturating_sub(self.ttl.as_millis() as u64);
-        let n: i64 = redis::Script::new(TOUCH)
+        let _: i64 = TOUCH
             .arg(self.cache.prefix())
             .arg(id.as_str())
             .arg(now)
@@ -199,13 +199,13 @@ impl Sessions {
             .arg(self.keep_secs())
             .invoke_async(&mut c)
             .await?;
-        Ok(n == 1)
+        Ok(())
     }
 
     /// Moves a session to `pathway` (steering).
     pub async fn move_to(&self, id: &SessionId, pathway: &str) -> anyhow::Result<()> {
         let mut c = self.cache.connection().await?;
-        let _: i64 = redis::Script::new(MOVE).arg(self.cache.prefix()).arg(id.as_str()).arg(pathway).arg(now_ms()).invoke_async(&mut c).await?;
+        let _: i64 = MOVE.arg(self.cache.prefix()).arg(id.as_str()).arg(pathway).arg(now_ms()).invoke_async(&mut c).await?;
         Ok(())
     }
 

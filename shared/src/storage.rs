@@ -280,11 +280,7 @@ impl Storage {
 
     /// The object's size, or None when it does not exist.
     pub async fn size(&self, key: &str) -> anyhow::Result<Option<u64>> {
-        match self.client.head_object().bucket(&self.bucket).key(key).send().await {
-            Ok(h) => Ok(h.content_length().map(|n| n as u64)),
-            Err(e) if e.as_service_error().is_some_and(|s| s.is_not_found()) => Ok(None),
-            Err(e) => Err(anyhow::Error::new(e).context(format!("HeadObject {key}"))),
-        }
+        Ok(self.head(key).await?.and_then(|h| h.content_length()).map(|n| n as u64))
     }
 
     pub async fn abort_multipart(&self, key: &str, upload_id: &str) -> anyhow::Result<()> {

@@ -25,13 +25,12 @@ pub struct Settings {
 
 impl Settings {
     pub fn from_env(env: &mut Env) -> Self {
-        let disk_dir: String = env.optional("EDGE_DISK_DIR", "", "folder of the disk tier (empty: memory only)");
         let s = Self {
             http: HttpSettings::from_env(env, "0.0.0.0:8011"),
             telemetry: TelemetrySettings::from_env(env),
             origin_url: env.required("ORIGIN_URL", "base URL of the origin, or of a parent edge (tiered caching), e.g. http://127.0.0.1:8003"),
             cache_bytes: env.optional("EDGE_CACHE_BYTES", "512MiB", "memory the object cache may hold"),
-            disk_dir: (!disk_dir.is_empty()).then(|| PathBuf::from(disk_dir)),
+            disk_dir: env.maybe("EDGE_DISK_DIR", "folder of the disk tier (unset or empty: memory only)"),
             disk_bytes: env.optional("EDGE_DISK_BYTES", "10GiB", "bytes the disk tier may hold"),
             max_object_bytes: env.optional("EDGE_MAX_OBJECT_BYTES", "32MiB", "larger objects are streamed through, not cached"),
             region: env.optional("EDGE_REGION", "local", "region label reported in headers and metrics"),

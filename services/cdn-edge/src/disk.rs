@@ -72,7 +72,7 @@ fn file_name(key: &str, stored_at_ms: u64) -> String {
     format!("{}-{stored_at_ms}-{}-{n}", hex::encode(&Sha256::digest(key.as_bytes())[..16]), std::process::id())
 }
 
-fn millis(t: SystemTime) -> u64 {
+pub(crate) fn millis(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
 
@@ -184,14 +184,22 @@ impl Disk {
         }
     }
 
-    /// Drops entries under `key_or_prefix` stored before `before`: a purge
-    /// this edge missed while it was down.
-    pub fn purge_older(&self, key_or_prefix: &str, is_prefix: bool, before: SystemTime) {
-        let target = key_or_prefix.to_owned();
-        let matched = move |k: &String, e: &Arc<Entry>| e.stored_at < before && if is_prefix { k.starts_with(&target) } else { *k == target };
-        if let Err(e) = self.index.invalidate_entries_if(matched) {
-            tracing::error!(error = %e, "disk purge of missed purges failed");
+    /// Drops what the purges this edge missed while it was down would have
+    /// removed: each `(key or prefix, is a prefix, sent at)` applies to the
+    /// entries stored before it was sent. One pass over the index, done now,
+    /// rather than a pending predicate per purge on every later lookup.
+    pub fn purge_missed(&self, missed: &[(String, bool, SystemTime)]) -> usize {
+        let mut dropped = 0;
+        for (key, entry) in self.index.iter() {
+            let purged = missed.iter().any(|(target, is_prefix, sent)| {
+                entry.stored_at < *sent && if *is_prefix { key.starts_with(target.as_str()) } else { *key == *target }
+            });
+            if purged {
+                self.index.invalidate(key.as_str());
+                dropped += 1;
+            }
         }
+        dropped
     }
 
     pub fn bytes(&self) -> u64 {

@@ -16,16 +16,16 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use axum::http::{header, HeaderMap, StatusCode};
 use bytes::{Bytes, BytesMut};
 use futures::{Stream, StreamExt};
 use tokio::sync::watch;
 
-use crate::disk::Disk;
 use crate::fetch::{keep, Origin};
-use crate::memory::Memory;
 use crate::object::{CachedObject, Freshness};
+use crate::tiers::Tiers;
 
 /// Error bodies (problem details) are small; a larger one is cut off.
 const MAX_ERROR_BODY: u64 = 64 << 10;
@@ -34,7 +34,7 @@ const MAX_ERROR_BODY: u64 = 64 << 10;
 #[derive(Debug)]
 pub enum Head {
     /// Status and headers; the body follows as chunks.
-    Response { status: StatusCode, headers: HeaderMap, len: Option<u64> },
+    Response { status: StatusCode, headers: HeaderMap, len: u64 },
     /// The origin confirmed the stale copy (304): here it is, fresh again.
     Refreshed(Arc<CachedObject>),
     /// Too large (or of unknown size) to buffer: fetch it yourself.
@@ -141,14 +141,26 @@ impl Flight {
 pub struct Flights {
     table: Arc<Mutex<HashMap<String, Arc<Flight>>>>,
     origin: Origin,
-    memory: Memory,
-    disk: Option<Disk>,
+    tiers: Tiers,
     max_object: u64,
+    /// Keys the origin answered too large to buffer, for a while: their
+    /// requests go straight through, instead of each paying a dropped GET
+    /// first (Varnish's hit-for-pass).
+    too_large: moka::sync::Cache<String, ()>,
 }
 
+/// How long a key stays known as too large to buffer.
+const TOO_LARGE_FOR: Duration = Duration::from_secs(60);
+
 impl Flights {
-    pub fn new(origin: Origin, memory: Memory, disk: Option<Disk>, max_object: u64) -> Self {
-        Self { table: Default::default(), origin, memory, disk, max_object }
+    pub fn new(origin: Origin, tiers: Tiers, max_object: u64) -> Self {
+        let too_large = moka::sync::Cache::builder().max_capacity(100_000).time_to_live(TOO_LARGE_FOR).build();
+        Self { table: Default::default(), origin, tiers, max_object, too_large }
+    }
+
+    /// Whether the key was lately found too large to buffer.
+    pub fn passes(&self, key: &str) -> bool {
+        self.too_large.contains_key(key)
     }
 
     pub fn origin(&self) -> &Origin {
@@ -164,7 +176,7 @@ impl Flights {
         }
         // Checked under the table lock: a flight stores its object before it
         // leaves the table, so either the object or the flight is seen here.
-        if let Some(fresh) = self.memory.get(key).filter(|o| o.usable() == crate::object::Usable::Fresh) {
+        if let Some(fresh) = self.tiers.memory.get(key).filter(|o| o.usable() == crate::object::Usable::Fresh) {
             let f = Arc::new(Flight::new());
             f.update(|s| s.head = Some(Arc::new(Head::Refreshed(fresh))));
             return (f, false);
@@ -188,6 +200,8 @@ impl Flights {
     /// Keeps fetches that are running for purged keys from storing what
     /// they fetched, and lets the next request start a fresh one.
     pub fn purge(&self, matches: impl Fn(&str) -> bool) {
+        // A purged object may come back small enough to cache.
+        self.too_large.invalidate_all();
         self.table.lock().expect("flights lock").retain(|key, flight| {
             if matches(key) {
                 flight.purged.store(true, std::sync::atomic::Ordering::SeqCst);
@@ -218,12 +232,12 @@ impl Flights {
             }
         }
         let headers = keep(res.headers());
-        let len = res.content_length();
         let freshness = Freshness::from_headers(&headers).filter(|_| status == StatusCode::OK);
         let limit = if status == StatusCode::OK { self.max_object } else { MAX_ERROR_BODY };
-        if len.is_none_or(|l| l > limit) {
+        let Some(len) = res.content_length().filter(|l| *l <= limit) else {
+            self.too_large.insert(key.to_owned(), ());
             return flight.update(|s| s.head = Some(Arc::new(Head::TooLarge)));
-        }
+        };
         flight.update(|s| s.head = Some(Arc::new(Head::Response { status, headers: headers.clone(), len })));
         let mut body = res.bytes_stream();
         let mut got = 0u64;
@@ -239,8 +253,8 @@ impl Flights {
                 Err(e) => return flight.update(|s| s.end = Some(Err(format!("origin body: {e}")))),
             }
         }
-        if Some(got) != len {
-            return flight.update(|s| s.end = Some(Err(format!("origin sent {got} of {len:?} bytes"))));
+        if got != len {
+            return flight.update(|s| s.end = Some(Err(format!("origin sent {got} of {len} bytes"))));
         }
         if let Some(freshness) = freshness {
             let body = {
@@ -264,16 +278,10 @@ impl Flights {
         if flight.purged.load(SeqCst) {
             return;
         }
-        self.memory.insert(key, object.clone());
-        if let Some(disk) = &self.disk {
-            disk.put(key, &object).await;
-        }
+        self.tiers.store(key, object).await;
         // A purge that landed during the writes wins.
         if flight.purged.load(SeqCst) {
-            self.memory.purge(key);
-            if let Some(disk) = &self.disk {
-                disk.purge(key);
-            }
+            self.tiers.purge(key);
         }
     }
 }

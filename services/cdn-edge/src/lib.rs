@@ -6,6 +6,7 @@
 //! - [`object`] — a cached response and its freshness (max-age, stale windows).
 //! - [`memory`] — the byte-bounded memory tier.
 //! - [`disk`] — the byte-bounded disk tier that survives restarts.
+//! - [`tiers`] — both tiers as one store.
 //! - [`fetch`] — the origin client.
 //! - [`flight`] — request coalescing, streaming to every waiter.
 //! - [`serve`] — the one proxy operation (hits, misses, stale, ranges, 304s).
@@ -22,3 +23,4 @@ pub mod object;
 pub mod purge;
 pub mod serve;
 pub mod startup;
+pub mod tiers;

@@ -23,11 +23,11 @@ use serde_json::json;
 use shared::cache::Cache;
 use shared::configuration::Secret;
 use shared::error::Problem;
+use uuid::Uuid;
 
-use crate::disk::Disk;
 use crate::flight::Flights;
-use crate::memory::Memory;
 use crate::metrics::EdgeMetrics;
+use crate::tiers::Tiers;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -52,10 +52,19 @@ impl PurgeRequest {
     }
 }
 
+/// A purge on the channel, with the edge that sent it: that edge applied
+/// it already, and skips its own message.
+#[derive(Serialize, Deserialize)]
+struct Published {
+    from: Uuid,
+    purge: PurgeRequest,
+}
+
 #[derive(Clone)]
 pub struct Purger {
-    pub memory: Memory,
-    pub disk: Option<Disk>,
+    /// This process, in what it publishes.
+    pub id: Uuid,
+    pub tiers: Tiers,
     pub flights: Flights,
     pub metrics: EdgeMetrics,
     pub redis: Cache,
@@ -66,7 +75,7 @@ pub struct Purger {
 const PURGE_MEMORY: Duration = Duration::from_secs(7 * 86400);
 
 fn now_ms() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+    crate::disk::millis(std::time::SystemTime::now())
 }
 
 impl Purger {
@@ -79,40 +88,36 @@ impl Purger {
     }
 
     /// Applies to the disk tier every purge of the last week that is newer
-    /// than the entries it matches (an edge that was down missed them).
+    /// than the entries it matches (an edge that was down missed them), and
+    /// returns how many entries that dropped.
     pub async fn replay_missed(&self) -> anyhow::Result<usize> {
-        let Some(disk) = &self.disk else { return Ok(0) };
+        let Some(disk) = &self.tiers.disk else { return Ok(0) };
         let mut c = self.redis.connection().await?;
         let since = now_ms().saturating_sub(PURGE_MEMORY.as_millis() as u64);
         let logged: Vec<(String, u64)> = redis::cmd("ZRANGEBYSCORE").arg(self.log_key()).arg(since).arg("+inf").arg("WITHSCORES").query_async(&mut c).await?;
-        let mut n = 0;
-        for (raw, at) in logged {
-            let Ok(req) = serde_json::from_str::<PurgeRequest>(&raw) else { continue };
-            let before = std::time::UNIX_EPOCH + Duration::from_millis(at);
-            match (&req.path, &req.prefix) {
-                (Some(p), _) => disk.purge_older(p, false, before),
-                (_, Some(p)) => disk.purge_older(p, true, before),
-                _ => continue,
-            }
-            n += 1;
-        }
-        Ok(n)
+        let missed: Vec<(String, bool, std::time::SystemTime)> = logged
+            .into_iter()
+            .filter_map(|(raw, at)| {
+                let req = serde_json::from_str::<PurgeRequest>(&raw).ok()?;
+                let sent = std::time::UNIX_EPOCH + Duration::from_millis(at);
+                match (req.path, req.prefix) {
+                    (Some(p), _) => Some((p, false, sent)),
+                    (_, Some(p)) => Some((p, true, sent)),
+                    _ => None,
+                }
+            })
+            .collect();
+        Ok(disk.purge_missed(&missed))
     }
 
     pub fn apply(&self, req: &PurgeRequest) {
         // Running fetches first, so none stores its object after the tiers are cleared.
         self.flights.purge(|key| req.path.as_deref() == Some(key) || req.prefix.as_deref().is_some_and(|p| key.starts_with(p)));
         if let Some(p) = &req.path {
-            self.memory.purge(p);
-            if let Some(d) = &self.disk {
-                d.purge(p);
-            }
+            self.tiers.purge(p);
         }
         if let Some(p) = &req.prefix {
-            self.memory.purge_prefix(p);
-            if let Some(d) = &self.disk {
-                d.purge_prefix(p);
-            }
+            self.tiers.purge_prefix(p);
         }
         self.metrics.purges.inc();
         tracing::info!(path = ?req.path, prefix = ?req.prefix, "purged");
@@ -140,8 +145,9 @@ impl Purger {
         let mut messages = pubsub.on_message();
         while let Some(msg) = messages.next().await {
             let payload: String = msg.get_payload()?;
-            match serde_json::from_str::<PurgeRequest>(&payload) {
-                Ok(req) if req.check().is_ok() => self.apply(&req),
+            match serde_json::from_str::<Published>(&payload) {
+                Ok(msg) if msg.from == self.id => {}
+                Ok(msg) if msg.purge.check().is_ok() => self.apply(&msg.purge),
                 _ => tracing::warn!(payload, "ignoring a malformed purge message"),
             }
         }
@@ -173,13 +179,14 @@ pub async fn purge(State(p): State<Purger>, headers: HeaderMap, body: Bytes) -> 
     let published = async {
         let mut c = p.redis.connection().await?;
         let (json, now) = (serde_json::to_string(&req)?, now_ms());
+        let message = serde_json::to_string(&Published { from: p.id, purge: req.clone() })?;
         let (_, _, n): (i64, i64, u64) = redis::pipe()
             .atomic()
             .zadd(p.log_key(), &json, now)
             .zrembyscore(p.log_key(), "-inf", now.saturating_sub(PURGE_MEMORY.as_millis() as u64))
             .cmd("PUBLISH")
             .arg(p.channel())
-            .arg(&json)
+            .arg(&message)
             .query_async(&mut c)
             .await?;
         Ok::<_, anyhow::Error>(n)

@@ -20,23 +20,22 @@ use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use futures::TryStreamExt;
 use shared::error::Problem;
+use shared::layout;
 use shared::range::{self, RangeRequest};
 use shared::sessions::{Heartbeats, SessionId};
 
-use crate::disk::Disk;
 use crate::flight::{Flight, Flights, Head};
-use crate::memory::Memory;
 use crate::metrics::EdgeMetrics;
 use crate::object::{CachedObject, Usable};
+use crate::tiers::Tiers;
 
 #[derive(Clone)]
 pub struct EdgeState {
-    pub memory: Memory,
-    pub disk: Option<Disk>,
+    pub tiers: Tiers,
     pub flights: Flights,
     pub region: HeaderValue,
     pub metrics: EdgeMetrics,
-    pub heartbeats: Option<Heartbeats>,
+    pub heartbeats: Heartbeats,
 }
 
 #[derive(Clone, Copy)]
@@ -58,22 +57,20 @@ impl Outcome {
     }
 }
 
-const PLAYLIST: &str = "application/vnd.apple.mpegurl";
-
 fn session_of(uri: &Uri) -> Option<SessionId> {
     uri.query()?.split('&').find_map(|kv| kv.strip_prefix("sid=")).and_then(SessionId::parse)
 }
 
 /// Per-viewer responses: the master playlist (session, cap, pathways) and steering.
 fn per_viewer(path: &str) -> bool {
-    path.ends_with("/master.m3u8") || path.starts_with("/steering/")
+    path.rsplit('/').next() == Some(layout::MASTER_PLAYLIST) || path.starts_with("/steering/")
 }
 
 pub async fn proxy(State(st): State<EdgeState>, method: Method, uri: Uri, headers: HeaderMap) -> Response {
     let started = Instant::now();
     let sid = session_of(&uri);
-    if let (Some(sid), Some(hb)) = (&sid, &st.heartbeats) {
-        hb.beat(sid);
+    if let Some(sid) = &sid {
+        st.heartbeats.beat(sid);
     }
     let (outcome, res) = if per_viewer(uri.path()) {
         (Outcome::Pass, st.pass(&uri, &method, &headers).await)
@@ -85,18 +82,7 @@ pub async fn proxy(State(st): State<EdgeState>, method: Method, uri: Uri, header
 
 impl EdgeState {
     async fn lookup(&self, key: &str, uri: &Uri, method: &Method, headers: &HeaderMap, sid: Option<&SessionId>) -> (Outcome, Response) {
-        let cached = match self.memory.get(key) {
-            Some(o) => Some(o),
-            None => match &self.disk {
-                Some(disk) => disk.get(key).await.map(|o| {
-                    let o = Arc::new(o);
-                    self.memory.insert(key, o.clone());
-                    o
-                }),
-                None => None,
-            },
-        };
-        let stale = match cached {
+        let stale = match self.tiers.get(key).await {
             Some(o) => match o.usable() {
                 Usable::Fresh => return (Outcome::Hit, from_object(&o, method, headers, sid)),
                 Usable::StaleRevalidate => {
@@ -109,6 +95,9 @@ impl EdgeState {
             },
             None => None,
         };
+        if self.flights.passes(key) {
+            return (Outcome::Pass, self.pass(uri, method, headers).await);
+        }
         let (flight, started) = self.flights.join(key, stale.clone());
         let fetched = if started { Outcome::Miss } else { Outcome::Hit };
         let head = flight.head().await;
@@ -154,11 +143,11 @@ impl EdgeState {
 /// fetch keeps the session alive wherever it is served.
 fn tagged(playlist: &[u8], sid: &SessionId, method: &Method) -> Response {
     let body = shared::playlist::tag_uris(&String::from_utf8_lossy(playlist), &format!("sid={}", sid.as_str()));
-    shared::delivery::private_text(PLAYLIST, body, *method == Method::HEAD)
+    shared::delivery::private_text(layout::PLAYLIST_TYPE, body, *method == Method::HEAD)
 }
 
 fn is_playlist(headers: &HeaderMap) -> bool {
-    headers.get(header::CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(PLAYLIST.as_bytes()))
+    headers.get(header::CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(layout::PLAYLIST_TYPE.as_bytes()))
 }
 
 fn from_object(o: &CachedObject, method: &Method, req: &HeaderMap, sid: Option<&SessionId>) -> Response {
@@ -170,22 +159,55 @@ fn from_object(o: &CachedObject, method: &Method, req: &HeaderMap, sid: Option<&
 
 /// Streams a response out of a flight: the same 304/206/416 rules as a
 /// cached object, applied to the head as soon as it is known.
-async fn from_flight(flight: Arc<Flight>, status: StatusCode, h: &HeaderMap, len: Option<u64>, method: &Method, req: &HeaderMap, sid: Option<&SessionId>) -> Response {
-    let total = len.unwrap_or(0);
+async fn from_flight(flight: Arc<Flight>, status: StatusCode, h: &HeaderMap, total: u64, method: &Method, req: &HeaderMap, sid: Option<&SessionId>) -> Response {
     if status == StatusCode::OK && sid.is_some() && is_playlist(h) {
         return match flight.collect().await {
             Ok(body) => tagged(&body, sid.expect("checked"), method),
             Err(e) => Problem::new(StatusCode::BAD_GATEWAY, "origin-body-failed", "Origin failed mid-body", e.to_string()).into_response(),
         };
     }
+    match shape(status, h, total, req) {
+        Err(answered) => answered,
+        Ok((res, from, to)) => {
+            let body = if *method == Method::HEAD || total == 0 { Body::empty() } else { Body::from_stream(flight.body(from, to)) };
+            res.body(body).expect("valid response")
+        }
+    }
+}
+
+/// A response from a cached object: 304 for a matching If-None-Match, 206
+/// or 416 for a Range, otherwise 200. `Age` says how long ago it was fetched.
+pub fn respond(o: &CachedObject, method: &Method, req: &HeaderMap) -> Response {
+    let total = o.body.len() as u64;
+    let age = HeaderValue::from(o.age().as_secs());
+    match shape(StatusCode::OK, &o.headers, total, req) {
+        Err(mut answered) => {
+            if answered.status() == StatusCode::NOT_MODIFIED {
+                answered.headers_mut().insert(header::AGE, age);
+            }
+            answered
+        }
+        Ok((mut res, from, to)) => {
+            res.headers_mut().expect("valid builder").insert(header::AGE, age);
+            let body = if *method == Method::HEAD || total == 0 { Body::empty() } else { Body::from(o.body.slice(from as usize..=to as usize)) };
+            res.body(body).expect("valid response")
+        }
+    }
+}
+
+/// The head of an answer from stored headers `h` and a `total`-byte body,
+/// for cached objects and flights alike: a 304 or 416 comes back whole (as
+/// `Err`); otherwise the builder and the inclusive byte range to send. Only
+/// a 200 has validators and ranges; other statuses pass as they are.
+fn shape(status: StatusCode, h: &HeaderMap, total: u64, req: &HeaderMap) -> Result<(axum::http::response::Builder, u64, u64), Response> {
     if status == StatusCode::OK {
         if let Some(res) = shared::delivery::not_modified(req, h) {
-            return res;
+            return Err(res);
         }
     }
     let (code, from, to, content_range) = match (status, range::parse(req.get(header::RANGE).and_then(|v| v.to_str().ok()), total)) {
         (StatusCode::OK, RangeRequest::Partial(r)) => (StatusCode::PARTIAL_CONTENT, r.start, r.end, Some(r.content_range(total))),
-        (StatusCode::OK, RangeRequest::Unsatisfiable) => return shared::delivery::range_not_satisfiable(total),
+        (StatusCode::OK, RangeRequest::Unsatisfiable) => return Err(shared::delivery::range_not_satisfiable(total)),
         _ => (status, 0, total.saturating_sub(1), None),
     };
     let mut res = Response::builder().status(code);
@@ -198,34 +220,7 @@ async fn from_flight(flight: Arc<Flight>, status: StatusCode, h: &HeaderMap, len
     if let Some(cr) = content_range {
         out.insert(header::CONTENT_RANGE, HeaderValue::from_str(&cr).expect("ascii"));
     }
-    let body = if *method == Method::HEAD || total == 0 { Body::empty() } else { Body::from_stream(flight.body(from, to)) };
-    res.body(body).expect("valid response")
-}
-
-/// A response from a cached object: 304 for a matching If-None-Match, 206
-/// or 416 for a Range, otherwise 200. `Age` says how long ago it was fetched.
-pub fn respond(o: &CachedObject, method: &Method, req: &HeaderMap) -> Response {
-    if let Some(mut r) = shared::delivery::not_modified(req, &o.headers) {
-        r.headers_mut().insert(header::AGE, o.age().as_secs().into());
-        return r;
-    }
-    let total = o.body.len() as u64;
-    let (status, body, content_range) = match range::parse(req.get(header::RANGE).and_then(|v| v.to_str().ok()), total) {
-        RangeRequest::Full => (StatusCode::OK, o.body.clone(), None),
-        RangeRequest::Partial(r) => (StatusCode::PARTIAL_CONTENT, o.body.slice(r.start as usize..=r.end as usize), Some(r.content_range(total))),
-        RangeRequest::Unsatisfiable => return shared::delivery::range_not_satisfiable(total),
-    };
-    let mut res = Response::builder().status(status);
-    let h = res.headers_mut().expect("valid builder");
-    h.extend(o.headers.clone());
-    h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
-    h.insert(header::CONTENT_LENGTH, body.len().into());
-    h.insert(header::AGE, o.age().as_secs().into());
-    if let Some(cr) = content_range {
-        h.insert(header::CONTENT_RANGE, HeaderValue::from_str(&cr).expect("ascii"));
-    }
-    let body = if *method == Method::HEAD { Body::empty() } else { Body::from(body) };
-    res.body(body).expect("valid response")
+    Ok((res, from, to))
 }
 
 #[cfg(test)]

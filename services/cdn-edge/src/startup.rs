@@ -13,6 +13,7 @@ use crate::disk::Disk;
 use crate::fetch::Origin;
 use crate::flight::Flights;
 use crate::memory::Memory;
+use crate::tiers::Tiers;
 use crate::metrics::EdgeMetrics;
 use crate::purge::{purge, Purger};
 use crate::serve::{proxy, EdgeState};
@@ -33,23 +34,23 @@ pub async fn build(settings: Settings) -> anyhow::Result<Server> {
     let origin = Origin::new(&settings.origin_url, edge_metrics.origin_fetches.clone())?;
     let redis = settings.redis.cache()?;
     let heartbeats = Heartbeats::new(Sessions::new(redis.clone(), settings.session_ttl.0), &settings.node);
+    let tiers = Tiers { memory, disk };
     let state = EdgeState {
-        flights: Flights::new(origin, memory.clone(), disk.clone(), settings.max_object_bytes.0),
-        memory: memory.clone(),
-        disk: disk.clone(),
+        flights: Flights::new(origin, tiers.clone(), settings.max_object_bytes.0),
+        tiers: tiers.clone(),
         region: HeaderValue::from_str(&settings.region)?,
         metrics: edge_metrics.clone(),
-        heartbeats: Some(heartbeats.clone()),
+        heartbeats,
     };
-    let purger = Purger { memory, disk, flights: state.flights.clone(), metrics: edge_metrics.clone(), redis, token: settings.purge_token.clone() };
+    let purger = Purger { id: uuid::Uuid::new_v4(), tiers, flights: state.flights.clone(), metrics: edge_metrics.clone(), redis, token: settings.purge_token.clone() };
     // Purges sent while this edge was down must not come back from its disk.
     match purger.replay_missed().await {
-        Ok(n) if n > 0 => tracing::info!(purges = n, "replayed purges against the disk tier"),
+        Ok(n) if n > 0 => tracing::info!(dropped = n, "replayed missed purges against the disk tier"),
         Ok(_) => {}
         Err(e) => tracing::warn!(error = format!("{e:#}"), "could not replay missed purges (Redis down?); the disk tier may hold purged objects until they expire"),
     }
     let subscriber = purger.clone().spawn_subscriber();
-    let gauges = tokio::spawn(update_gauges(state.clone(), heartbeats));
+    let gauges = tokio::spawn(update_gauges(state.clone()));
     // An edge is ready without its origin or Redis: it keeps serving what it
     // holds, and taking every edge out of rotation when the origin blips
     // would turn a partial outage into a total one.
@@ -66,12 +67,12 @@ pub async fn build(settings: Settings) -> anyhow::Result<Server> {
 }
 
 /// Tier sizes and the local viewer count, for /metrics.
-async fn update_gauges(st: EdgeState, heartbeats: Heartbeats) {
+async fn update_gauges(st: EdgeState) {
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
     loop {
         tick.tick().await;
-        st.metrics.memory_bytes.set(st.memory.bytes() as i64);
-        st.metrics.disk_bytes.set(st.disk.as_ref().map_or(0, |d| d.bytes()) as i64);
-        st.metrics.viewers_live.set(heartbeats.live_here() as i64);
+        st.metrics.memory_bytes.set(st.tiers.memory.bytes() as i64);
+        st.metrics.disk_bytes.set(st.tiers.disk.as_ref().map_or(0, |d| d.bytes()) as i64);
+        st.metrics.viewers_live.set(st.heartbeats.live_here() as i64);
     }
 }

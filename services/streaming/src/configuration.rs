@@ -62,7 +62,7 @@ fn parse_pathways(raw: &str) -> Result<Vec<Pathway>, String> {
         .filter(|p| !p.is_empty())
         .map(|p| {
             let (id, base) = p.split_once('=').ok_or_else(|| format!("{p:?} is not ID=URL"))?;
-            if id.is_empty() || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b)) {
+            if !shared::extract::is_token(id, usize::MAX) {
                 return Err(format!("pathway id {id:?} must be [A-Za-z0-9._-]+"));
             }
             // An empty URL: relative to the host that served the master (any front door).

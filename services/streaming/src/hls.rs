@@ -33,14 +33,30 @@ pub struct OriginState {
     pub storage: Storage,
     /// Ready videos and the S3 folder each is served from.
     pub ready: moka::future::Cache<Uuid, String>,
-    /// Stored master playlists by folder: immutable once committed.
-    pub masters: moka::future::Cache<String, Arc<str>>,
+    /// Stored playlists by S3 key, bounded in bytes: a committed folder never
+    /// changes, and every session's copy is rewritten from the stored one.
+    pub playlists: moka::future::Cache<String, Arc<str>>,
     pub sessions: Sessions,
     pub heartbeats: Heartbeats,
-    pub cache: Arc<CachePolicy>,
+    pub cache: Arc<CacheHeaders>,
     pub cap: Arc<BitrateCap>,
     pub steering: Arc<SteeringSettings>,
     pub metrics: crate::metrics::OriginMetrics,
+}
+
+/// The configured Cache-Control values, parsed once at start-up, where a
+/// bad value fails loudly instead of being left out of every answer.
+#[derive(Debug)]
+pub struct CacheHeaders {
+    playlist: HeaderValue,
+    segment: HeaderValue,
+}
+
+impl CacheHeaders {
+    pub fn new(policy: &CachePolicy) -> anyhow::Result<Self> {
+        let parse = |name: &str, v: &str| HeaderValue::from_str(v).map_err(|_| anyhow::anyhow!("{name} {v:?} is not a valid header value"));
+        Ok(Self { playlist: parse("CACHE_CONTROL_PLAYLIST", &policy.playlist)?, segment: parse("CACHE_CONTROL_SEGMENT", &policy.segment)? })
+    }
 }
 
 /// A relative object path inside a video's HLS prefix: at most two segments
@@ -57,12 +73,9 @@ impl HlsObject {
     pub fn parse(raw: &str) -> Option<Self> {
         let parts: Vec<&str> = raw.split('/').collect();
         let ok = (1..=2).contains(&parts.len())
-            && parts.iter().all(|p| {
-                !p.is_empty() && !p.starts_with('.') && p.len() <= 64 && p.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
-            });
+            && parts.iter().all(|p| !p.starts_with('.') && shared::extract::is_token(p, 64));
         let content_type = layout::content_type(raw).filter(|_| ok)?;
-        // Text manifests: short-lived cache policy, gzip, session tagging.
-        let playlist = matches!(raw.rsplit('.').next(), Some("m3u8" | "vtt" | "mpd"));
+        let playlist = layout::TEXT_MANIFEST_TYPES.contains(&content_type);
         Some(HlsObject { path: raw.to_owned(), content_type, playlist })
     }
 }
@@ -98,12 +111,21 @@ impl OriginState {
         }
     }
 
-    fn cache_control(&self, object: &HlsObject) -> &str {
-        if object.playlist {
-            &self.cache.playlist
-        } else {
-            &self.cache.segment
+    /// A stored playlist's text, whole (playlists are small); None when it
+    /// does not exist.
+    pub async fn playlist(&self, key: &str) -> anyhow::Result<Option<Arc<str>>> {
+        if let Some(text) = self.playlists.get(key).await {
+            return Ok(Some(text));
         }
+        let Some(out) = self.storage.get(key).await? else { return Ok(None) };
+        let text: Arc<str> = String::from_utf8(out.body.collect().await?.into_bytes().to_vec())?.into();
+        self.playlists.insert(key.to_owned(), text.clone()).await;
+        Ok(Some(text))
+    }
+
+    fn cache_control(&self, object: &HlsObject) -> HeaderValue {
+        let value = if object.playlist { &self.cache.playlist } else { &self.cache.segment };
+        value.clone()
     }
 }
 
@@ -129,7 +151,7 @@ pub async fn get_object(State(st): State<OriginState>, method: Method, Path((raw
     }
     // A session's playlist is rewritten so its segment URIs carry the id;
     // it is read whole (playlists are small) and is private to the viewer.
-    if object.playlist && sid.is_some() && object.content_type == layout::content_type("x.m3u8").expect("known") {
+    if sid.is_some() && object.content_type == layout::PLAYLIST_TYPE {
         return tagged_playlist(&st, &key, &object, &method, sid.expect("checked")).await;
     }
     if let Some(res) = not_modified(&st, &key, &object, &headers).await {
@@ -149,9 +171,7 @@ pub async fn get_object(State(st): State<OriginState>, method: Method, Path((raw
         .header(header::CONTENT_TYPE, object.content_type)
         .header(header::ACCEPT_RANGES, "bytes");
     let h = res.headers_mut().expect("builder is valid");
-    if let Ok(cc) = HeaderValue::from_str(st.cache_control(&object)) {
-        h.insert(header::CACHE_CONTROL, cc);
-    }
+    h.insert(header::CACHE_CONTROL, st.cache_control(&object));
     if let Some(len) = out.content_length() {
         h.insert(header::CONTENT_LENGTH, len.into());
     }
@@ -192,14 +212,12 @@ async fn not_modified(st: &OriginState, key: &str, object: &HlsObject, req: &Hea
     if let Some(lm) = head.last_modified().and_then(http_date) {
         representation.insert(header::LAST_MODIFIED, lm);
     }
-    if let Ok(cc) = HeaderValue::from_str(st.cache_control(object)) {
-        representation.insert(header::CACHE_CONTROL, cc);
-    }
+    representation.insert(header::CACHE_CONTROL, st.cache_control(object));
     shared::delivery::not_modified(req, &representation)
 }
 
 async fn tagged_playlist(st: &OriginState, key: &str, object: &HlsObject, method: &Method, sid: SessionId) -> Response {
-    let text = match read_text(&st.storage, key).await {
+    let text = match st.playlist(key).await {
         Ok(Some(t)) => t,
         Ok(None) => return not_found(format!("no object {}", object.path)),
         Err(e) => return Problem::unavailable("object storage", &e).into_response(),
@@ -214,13 +232,6 @@ pub fn private_text(content_type: &'static str, body: String, method: &Method, m
         metrics.egress_bytes.inc_by(body.len() as u64);
     }
     shared::delivery::private_text(content_type, body, *method == Method::HEAD)
-}
-
-/// A small text object, whole (playlists); None when it does not exist.
-pub async fn read_text(storage: &Storage, key: &str) -> anyhow::Result<Option<String>> {
-    let Some(out) = storage.get(key).await? else { return Ok(None) };
-    let bytes = out.body.collect().await?.into_bytes();
-    Ok(Some(String::from_utf8(bytes.to_vec())?))
 }
 
 #[cfg(test)]

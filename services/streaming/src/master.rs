@@ -11,7 +11,6 @@
 //! Without Redis the viewer still gets a playable master, just without a
 //! session: counts are advisory, playback is not.
 
-use std::sync::Arc;
 
 use axum::http::{HeaderMap, HeaderValue, Method};
 use axum::response::{IntoResponse, Response};
@@ -21,7 +20,7 @@ use shared::playlist::{rewrite_master, MasterOptions};
 use shared::sessions::{label, Session, SessionId};
 use uuid::Uuid;
 
-use crate::hls::{not_found, private_text, read_text, OriginState, ViewerQuery};
+use crate::hls::{not_found, private_text, OriginState, ViewerQuery};
 
 /// Header naming the region a viewer is in, set by a geo-aware load balancer.
 pub const REGION_HEADER: &str = "x-viewer-region";
@@ -32,19 +31,12 @@ pub async fn get_master(st: OriginState, id: Uuid, method: Method, q: ViewerQuer
         Err(res) => return res,
     };
     let key = format!("{prefix}{}", layout::MASTER_PLAYLIST);
-    let stored: Arc<str> = match st.masters.get(&prefix).await {
-        Some(text) => text,
-        None => match read_text(&st.storage, &key).await {
-            Ok(Some(text)) => {
-                let text: Arc<str> = text.into();
-                st.masters.insert(prefix, text.clone()).await;
-                text
-            }
-            Ok(None) => return not_found(format!("video {id} has no master playlist")),
-            Err(e) => return Problem::unavailable("object storage", &e).into_response(),
-        },
+    let stored = match st.playlist(&key).await {
+        Ok(Some(text)) => text,
+        Ok(None) => return not_found(format!("video {id} has no master playlist")),
+        Err(e) => return Problem::unavailable("object storage", &e).into_response(),
     };
-    let region = label(q.region.as_deref().or_else(|| headers.get(REGION_HEADER).and_then(|v| v.to_str().ok())));
+    let region = viewer_region(q.region.as_deref(), &headers);
     let session = match session_for(&st, id, q.sid.as_deref(), region).await {
         Ok(s) => Some(s),
         Err(e) => {
@@ -69,7 +61,7 @@ pub async fn get_master(st: OriginState, id: Uuid, method: Method, q: ViewerQuer
         }),
     };
     let (body, dropped) = rewrite_master(&stored, &opts);
-    let mut res = private_text(layout::content_type("x.m3u8").expect("known"), body, &method, &st.metrics);
+    let mut res = private_text(layout::PLAYLIST_TYPE, body, &method, &st.metrics);
     let h = res.headers_mut();
     let cap = if dropped.is_empty() { "none".to_owned() } else { dropped.iter().map(|h| format!("{h}p")).collect::<Vec<_>>().join(",") };
     h.insert("x-bitrate-cap", HeaderValue::from_str(&cap).expect("ascii"));
@@ -90,6 +82,11 @@ async fn session_for(st: &OriginState, video: Uuid, sid: Option<&str>, region: S
     issue(st, video, region).await
 }
 
+/// The viewer's region: the query's, else the load balancer's header.
+pub fn viewer_region(query: Option<&str>, headers: &HeaderMap) -> String {
+    label(query.or_else(|| headers.get(REGION_HEADER).and_then(|v| v.to_str().ok())))
+}
+
 /// A new session: the cap and the primary pathway as they are now.
 pub async fn issue(st: &OriginState, video: Uuid, region: String) -> anyhow::Result<Session> {
     let session = Session {
@@ -99,8 +96,7 @@ pub async fn issue(st: &OriginState, video: Uuid, region: String) -> anyhow::Res
         pathway: st.steering.pathways.first().map_or_else(|| "direct".to_owned(), |p| p.id.clone()),
         dropped_rungs: st.cap.rungs_to_drop(),
     };
-    // Counted with no serving node: the edge that relays it is not known here.
-    st.sessions.issue(&session, "").await?;
+    st.sessions.issue(&session).await?;
     st.metrics.sessions_issued.inc();
     if session.dropped_rungs > 0 {
         st.metrics.capped_sessions.inc();

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::http::{header, HeaderValue};
 use axum::routing::get;
 use axum::Router;
 use shared::health::Readiness;
@@ -10,11 +11,15 @@ use shared::metrics::Metrics;
 use shared::server::{with_operational_routes, Server};
 use shared::sessions::{Heartbeats, Sessions};
 use shared::videos::Videos;
+use tower_http::set_header::SetResponseHeaderLayer;
 
 use crate::cap::BitrateCap;
 use crate::configuration::Settings;
-use crate::hls::{get_object, OriginState};
+use crate::hls::{get_object, CacheHeaders, OriginState};
 use crate::metrics::OriginMetrics;
+
+/// Stored playlist texts kept in memory, in bytes.
+const PLAYLIST_CACHE_BYTES: u64 = 64 << 20;
 
 /// Connects, migrates and binds; the returned server reports its port before serving.
 pub async fn build(settings: Settings) -> anyhow::Result<Server> {
@@ -32,10 +37,14 @@ pub async fn build(settings: Settings) -> anyhow::Result<Server> {
         videos: Videos::new(pool.clone()),
         storage: storage.clone(),
         ready: moka::future::Cache::builder().max_capacity(100_000).time_to_live(Duration::from_secs(10)).build(),
-        masters: moka::future::Cache::builder().max_capacity(10_000).time_to_live(Duration::from_secs(3600)).build(),
+        playlists: moka::future::Cache::builder()
+            .max_capacity(PLAYLIST_CACHE_BYTES)
+            .weigher(|k: &String, v: &Arc<str>| (k.len() + v.len()).try_into().unwrap_or(u32::MAX))
+            .time_to_live(Duration::from_secs(3600))
+            .build(),
         sessions: sessions.clone(),
         heartbeats: heartbeats.clone(),
-        cache: Arc::new(settings.cache.clone()),
+        cache: Arc::new(CacheHeaders::new(&settings.cache)?),
         cap: cap.clone(),
         steering: Arc::new(settings.steering.clone()),
         metrics: origin_metrics.clone(),
@@ -44,12 +53,16 @@ pub async fn build(settings: Settings) -> anyhow::Result<Server> {
     // Redis is not a readiness dependency: without it viewers still play,
     // only counts, caps and steering fall back to their defaults.
     let readiness = Readiness::new().postgres(pool).s3(storage);
-    let router = Router::new()
-        .route("/hls/{video_id}/{*object}", get(get_object))
+    // Steering and viewer answers are about this moment: never stored.
+    let live = Router::new()
         .route("/steering/{video_id}", get(crate::steering::get_steering))
         .route("/api/v1/videos/{video_id}/play", get(crate::steering::play))
         .route("/api/v1/videos/{video_id}/viewers", get(crate::viewers::for_video))
         .route("/api/v1/viewers", get(crate::viewers::overview))
+        .layer(SetResponseHeaderLayer::overriding(header::CACHE_CONTROL, HeaderValue::from_static("no-store")));
+    let router = Router::new()
+        .route("/hls/{video_id}/{*object}", get(get_object))
+        .merge(live)
         .with_state(state)
         .layer(shared::delivery::manifest_compression())
         .layer(shared::delivery::player_cors());

@@ -15,7 +15,7 @@
 //! origin answers alike.
 
 use axum::extract::{Path, Query, State};
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
@@ -23,11 +23,10 @@ use serde_json::json;
 use shared::error::Problem;
 use shared::extract::VideoId;
 use shared::layout;
-use shared::sessions::{label, Live, SessionId};
+use shared::sessions::{Live, Session, SessionId};
 
 use crate::configuration::SteeringSettings;
 use crate::hls::OriginState;
-use crate::master::REGION_HEADER;
 
 /// Where one session goes, from the region's state and live counts.
 /// Returns (secondary active, send this session to the secondary).
@@ -56,7 +55,7 @@ pub async fn get_steering(State(st): State<OriginState>, Path(raw_id): Path<Stri
     }
     let primary = pathways[0].id.clone();
     let chosen = match q.sid.as_deref().and_then(SessionId::parse) {
-        Some(sid) => steer(&st, &sid).await.unwrap_or_else(|e| {
+        Some(sid) => session_steer(&st, &sid).await.unwrap_or_else(|e| {
             tracing::warn!(error = format!("{e:#}"), "steering without live counts: primary first");
             primary
         }),
@@ -66,16 +65,21 @@ pub async fn get_steering(State(st): State<OriginState>, Path(raw_id): Path<Stri
     priority.extend(pathways.iter().map(|p| p.id.clone()).filter(|p| *p != chosen));
     st.metrics.steering_answers.with_label_values(&[&chosen]).inc();
     let body = json!({ "VERSION": 1, "TTL": st.steering.ttl.0.as_secs(), "PATHWAY-PRIORITY": priority });
-    let mut res = Json(body).into_response();
-    res.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    res
+    Json(body).into_response()
+}
+
+/// [`steer`] for a session by id; an unknown one gets the primary.
+async fn session_steer(st: &OriginState, sid: &SessionId) -> anyhow::Result<String> {
+    match st.sessions.get(sid).await? {
+        Some(session) => steer(st, &session).await,
+        None => Ok(st.steering.pathways[0].id.clone()),
+    }
 }
 
 /// Decides for one session, records a move, and returns its pathway.
-async fn steer(st: &OriginState, sid: &SessionId) -> anyhow::Result<String> {
+async fn steer(st: &OriginState, session: &Session) -> anyhow::Result<String> {
     let pathways = &st.steering.pathways;
     let (primary, secondary) = (&pathways[0].id, &pathways[1].id);
-    let Some(session) = st.sessions.get(sid).await? else { return Ok(primary.clone()) };
     let region = &session.region;
     let live = st.sessions.live(&[Live::Region(region), Live::Pathway(region, primary)]).await?;
     let (region_live, primary_live) = (live[0], live[1]);
@@ -89,7 +93,7 @@ async fn steer(st: &OriginState, sid: &SessionId) -> anyhow::Result<String> {
     st.metrics.steering_active.with_label_values(&[region]).set(active as i64);
     let to = if to_secondary { secondary } else { primary };
     if *to != session.pathway {
-        st.sessions.move_to(sid, to).await?;
+        st.sessions.move_to(&session.id, to).await?;
     }
     Ok(to.clone())
 }
@@ -108,7 +112,7 @@ pub async fn play(State(st): State<OriginState>, VideoId(id): VideoId, Query(q):
     if let Err(res) = st.served_prefix(id).await {
         return res;
     }
-    let region = label(q.region.as_deref().or_else(|| headers.get(REGION_HEADER).and_then(|v| v.to_str().ok())));
+    let region = crate::master::viewer_region(q.region.as_deref(), &headers);
     let session = match crate::master::issue(&st, id, region).await {
         Ok(s) => s,
         Err(e) => return Problem::unavailable("viewer sessions", &e).into_response(),
@@ -118,16 +122,14 @@ pub async fn play(State(st): State<OriginState>, VideoId(id): VideoId, Query(q):
     let (pathway, url) = if st.steering.pathways.is_empty() {
         ("direct".to_owned(), format!("{master}?sid={sid}"))
     } else {
-        let pathway = match steer(&st, &session.id).await {
+        let pathway = match steer(&st, &session).await {
             Ok(p) => p,
             Err(e) => return Problem::unavailable("viewer sessions", &e).into_response(),
         };
         let base = &st.steering.pathways.iter().find(|p| p.id == pathway).expect("steer returns a configured pathway").base;
         (pathway.clone(), format!("{base}{master}?sid={sid}&pathway={pathway}"))
     };
-    let mut res = Json(json!({ "video_id": id, "session": sid, "region": session.region, "pathway": pathway, "url": url })).into_response();
-    res.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    res
+    Json(json!({ "video_id": id, "session": sid, "region": session.region, "pathway": pathway, "url": url })).into_response()
 }
 
 #[cfg(test)]

@@ -3,7 +3,6 @@
 //! `shared::sessions`), so every origin answers the same.
 
 use axum::extract::State;
-use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
@@ -16,19 +15,14 @@ use crate::hls::OriginState;
 pub async fn for_video(State(st): State<OriginState>, VideoId(id): VideoId) -> Response {
     let counts = async { Ok::<_, anyhow::Error>((st.sessions.live(&[Live::Video(id)]).await?[0], st.sessions.views(id).await?)) };
     match counts.await {
-        Ok((live, views)) => no_store(Json(json!({ "video_id": id, "live": live, "views": views })).into_response()),
+        Ok((live, views)) => Json(json!({ "video_id": id, "live": live, "views": views })).into_response(),
         Err(e) => Problem::unavailable("viewer sessions", &e).into_response(),
     }
 }
 
 pub async fn overview(State(st): State<OriginState>) -> Response {
     match st.sessions.overview().await {
-        Ok(o) => no_store(Json(o).into_response()),
+        Ok(o) => Json(o).into_response(),
         Err(e) => Problem::unavailable("viewer sessions", &e).into_response(),
     }
-}
-
-fn no_store(mut res: Response) -> Response {
-    res.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    res
 }

@@ -73,9 +73,9 @@ pub async fn produce(ctx: &JobContext, job: &TranscodeJob, prefix: &str) -> Resu
     // Not joined: it may be in its 1 s pause, and every job would wait it out.
     reporter.abort();
     encoded?;
+    tracing::info!(video_id = %job.video_id, secs = started.elapsed().as_secs_f64(), "ffmpeg finished");
     let tiling = (sprites.clone(), out_dir.clone());
     tokio::task::spawn_blocking(move || tiling.0.write_sheets(&tiling.1)).await.context("tiling the thumbnails")??;
-    tracing::info!(video_id = %job.video_id, secs = started.elapsed().as_secs_f64(), "ffmpeg finished");
 
     let mut video = Vec::with_capacity(rungs.len());
     for r in &rungs {

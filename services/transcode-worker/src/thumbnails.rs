@@ -73,7 +73,12 @@ impl Sprites {
         let mut sheet = vec![0u8; frame_len * (COLUMNS * ROWS) as usize];
         let (mut cell, mut written) = (0usize, 0u32);
         loop {
-            let full = read_full(&mut frames, &mut frame)?;
+            // A torn last frame (ffmpeg killed mid-write) counts as the end.
+            let full = match frames.read_exact(&mut frame) {
+                Ok(()) => true,
+                Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => false,
+                Err(e) => return Err(anyhow::Error::new(e).context("reading the thumbnail frames")),
+            };
             if full {
                 let (x, y) = (cell % COLUMNS as usize * w, cell / COLUMNS as usize * h);
                 for row in 0..h {
@@ -82,7 +87,6 @@ impl Sprites {
                 }
                 cell += 1;
             }
-            // A torn last frame (ffmpeg killed mid-write) is dropped.
             if cell == (COLUMNS * ROWS) as usize || (!full && cell > 0) {
                 let path = out_dir.join(Self::sheet_name(written));
                 jpeg_encoder::Encoder::new_file(&path, SHEET_QUALITY)
@@ -118,19 +122,6 @@ impl Sprites {
         }
         out
     }
-}
-
-/// Fills `buf`, or returns false at the end of the input (a partial read
-/// included).
-fn read_full(r: &mut impl Read, buf: &mut [u8]) -> anyhow::Result<bool> {
-    let mut got = 0;
-    while got < buf.len() {
-        match r.read(&mut buf[got..])? {
-            0 => return Ok(false),
-            n => got += n,
-        }
-    }
-    Ok(true)
 }
 
 fn timestamp(secs: f64) -> String {

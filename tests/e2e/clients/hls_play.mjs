@@ -3,8 +3,7 @@
 // Owned by the end-to-end tests, which spawn it and read its lines as they
 // come.
 //
-//   node hls_play.mjs --url MASTER_M3U8_URL [--seconds N] [--start-level L]
-//                     [--max-buffer S]
+//   node hls_play.mjs --url MASTER_M3U8_URL [--seconds N] [--max-buffer S]
 //
 // One JSON object a line on stdout, each with "event" and "ms" (since this
 // process started):
@@ -51,10 +50,9 @@ const opt = (name, fallback) => {
 }
 const mediaUrl = opt('url', null)
 const seconds = Number(opt('seconds', 30))
-const startLevel = Number(opt('start-level', -1))
 const maxBuffer = opt('max-buffer', null) === null ? null : Number(opt('max-buffer'))
-if (!mediaUrl || !(seconds > 0) || !Number.isInteger(startLevel) || (maxBuffer !== null && !(maxBuffer > 0))) {
-  console.error('usage: node hls_play.mjs --url MASTER_M3U8_URL [--seconds N] [--start-level L] [--max-buffer S]')
+if (!mediaUrl || !(seconds > 0) || (maxBuffer !== null && !(maxBuffer > 0))) {
+  console.error('usage: node hls_play.mjs --url MASTER_M3U8_URL [--seconds N] [--max-buffer S]')
   process.exit(64)
 }
 
@@ -137,12 +135,12 @@ function startServer() {
 // Runs inside the page. Must be self-contained: Playwright sends its source.
 // Hls event payloads hold Fragment and Level objects with cycles, so only
 // plain fields are passed to report().
-function playerMain({ src, startLevel, maxBuffer }) {
+function playerMain({ src, maxBuffer }) {
   const report = window.report
   const video = document.getElementById('video')
   const E = Hls.Events
   const bufferCap = maxBuffer ? { maxBufferLength: maxBuffer, maxMaxBufferLength: maxBuffer } : {}
-  const hls = new Hls({ debug: false, startLevel, ...bufferCap })
+  const hls = new Hls({ debug: false, ...bufferCap })
   window.hls = hls
 
   let pathway = null
@@ -368,7 +366,7 @@ async function main() {
     })
     if (!caps.hls_js) throw new Error('hls.js did not load in the page')
     emit({ event: 'ready', page: pageUrl, browser: browser.version(), ...caps })
-    await page.evaluate(playerMain, { src: mediaUrl, startLevel, maxBuffer })
+    await page.evaluate(playerMain, { src: mediaUrl, maxBuffer })
   } catch (e) {
     return fatalHarness('page', e)
   }

@@ -20,19 +20,28 @@ pub struct Stack {
     pub stack_dir: PathBuf,
 }
 
+/// The repository's root.
+pub fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// The `p` quantile of sorted samples, by nearest rank.
+pub fn percentile(sorted: &[f64], p: f64) -> f64 {
+    sorted[((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1]
+}
+
 fn var(name: &str, default: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| default.to_owned())
 }
 
 impl Stack {
     pub fn from_env() -> Self {
-        let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
         Self {
             nginx_http: var("E2E_NGINX_HTTP", "http://127.0.0.1:8080"),
             nginx_https: var("E2E_NGINX_HTTPS", "https://127.0.0.1:8443"),
             haproxy: var("E2E_HAPROXY", "http://127.0.0.1:8081"),
             edge_1: var("E2E_EDGE_1", "http://127.0.0.1:8011"),
-            stack_dir: std::env::var("STACK_DIR").map(PathBuf::from).unwrap_or_else(|_| repo.join(".stack")),
+            stack_dir: std::env::var("STACK_DIR").map(PathBuf::from).unwrap_or_else(|_| repo().join(".stack")),
         }
     }
 
@@ -152,6 +161,18 @@ pub async fn wait_until_settled(client: &reqwest::Client, base: &str, id: &str, 
     }
 }
 
+/// A clip made now, uploaded through `base` as `title` and transcoded:
+/// the ready video's id. A failed transcode fails the test with its error.
+pub async fn ready_clip(client: &reqwest::Client, base: &str, title: &str, secs: u32, width: u32, height: u32, within: Duration) -> String {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let clip = make_clip(dir.path(), &format!("{title}.mp4"), secs, width, height).expect("clip");
+    let created: Value = upload_file(client, base, &clip, title).await.expect("upload").json().await.expect("upload answer");
+    let id = created["id"].as_str().expect("video id").to_owned();
+    let video = wait_until_settled(client, base, &id, within).await.expect("video settles");
+    assert_eq!(video["status"], "ready", "{}", video["error"]);
+    id
+}
+
 /// Decodes everything behind `url` with ffmpeg (every stream of every variant).
 pub fn decode_fully(url: &str) -> anyhow::Result<()> {
     let out = Command::new("ffmpeg").args(["-hide_banner", "-v", "error", "-i", url, "-map", "0", "-f", "null", "-"]).output()?;
@@ -204,6 +225,11 @@ pub fn media_objects(playlist: &str) -> Vec<String> {
 
 pub use shared::testing::metric;
 
+/// A series' value on a server's `/metrics` page, summed over its labels.
+pub async fn scrape(base: &str, name: &str) -> anyhow::Result<f64> {
+    Ok(metric(&reqwest::get(format!("{base}/metrics")).await?.text().await?, name))
+}
+
 /// The catalogue database, for assertions on attempts.
 pub async fn database() -> anyhow::Result<sqlx::PgPool> {
     let url = std::env::var("DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/videos".into());
@@ -237,8 +263,7 @@ pub fn binary(name: &str) -> PathBuf {
 
 /// The native stack's environment of one service (`scripts/stack env NAME`).
 pub fn stack_env(service: &str) -> Vec<(String, String)> {
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let out = Command::new(repo.join("scripts/stack")).args(["env", service]).output().expect("scripts/stack runs");
+    let out = Command::new(repo().join("scripts/stack")).args(["env", service]).output().expect("scripts/stack runs");
     assert!(out.status.success(), "scripts/stack env {service} failed");
     String::from_utf8(out.stdout).expect("utf-8").lines().filter_map(|l| l.split_once('=')).map(|(k, v)| (k.to_owned(), v.to_owned())).collect()
 }

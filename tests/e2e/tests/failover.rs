@@ -5,7 +5,6 @@
 //! Every viewer request must succeed, retried on the other edge by the
 //! load balancer. Its own test binary: it disturbs the shared stack.
 
-use std::path::PathBuf;
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -29,9 +28,6 @@ async fn ladder_objects(client: &reqwest::Client, base: &str) -> Vec<String> {
     objects
 }
 
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
 
 fn pid_of(stack: &Stack, service: &str) -> i32 {
     std::fs::read_to_string(stack.stack_dir.join(format!("pids/{service}.pid"))).unwrap().trim().parse().unwrap()
@@ -72,11 +68,9 @@ async fn play_through_an_edge_stop(stack: &Stack, front: &str, edge: &str, objec
             })
         })
         .collect();
-    let port = if edge == "cdn-edge-1" { 8011 } else { 8012 };
-    let served = || async move {
-        let text = reqwest::get(format!("http://127.0.0.1:{port}/metrics")).await.unwrap().text().await.unwrap();
-        metric(&text, "edge_requests_total")
-    };
+    let addr = stack_env(edge).into_iter().find(|(k, _)| k == "HTTP_ADDR").expect("the edge has an HTTP_ADDR").1;
+    let base = format!("http://{addr}");
+    let served = || async { scrape(&base, "edge_requests_total").await.unwrap() };
     let before = served().await;
     tokio::time::sleep(Duration::from_secs(secs / 3)).await;
     // The edge about to stop must have been carrying viewers, or the test proves nothing.
@@ -94,12 +88,7 @@ async fn play_through_an_edge_stop(stack: &Stack, front: &str, edge: &str, objec
 async fn an_edge_stopped_during_playback_behind_nginx_and_behind_haproxy_fails_no_viewer_request() {
     let stack = Stack::from_env();
     let client = stack.client().unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let clip = make_clip(dir.path(), "failover.mp4", 12, 640, 360).unwrap();
-    let created: serde_json::Value = upload_file(&client, &stack.nginx_http, &clip, "failover").await.unwrap().json().await.unwrap();
-    let id = created["id"].as_str().unwrap().to_owned();
-    let video = wait_until_settled(&client, &stack.nginx_http, &id, Duration::from_secs(300)).await.unwrap();
-    assert_eq!(video["status"], "ready", "{}", video["error"]);
+    let id = ready_clip(&client, &stack.nginx_http, "failover", 12, 640, 360, Duration::from_secs(300)).await;
     let objects = ladder_objects(&client, &format!("{}/hls/{id}", stack.nginx_http)).await;
     assert!(objects.len() > 10, "{objects:?}");
 

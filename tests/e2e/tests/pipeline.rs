@@ -102,16 +102,11 @@ async fn a_720p_upload_over_http2_becomes_an_aligned_ladder_playable_through_bot
 async fn concurrent_misses_for_one_object_make_one_origin_request() {
     let stack = Stack::from_env();
     let client = stack.client().unwrap();
-    let dir = tempfile_dir();
-    let clip = make_clip(dir.path(), "short.mp4", 4, 640, 360).unwrap();
-    let created: serde_json::Value = upload_file(&client, &stack.nginx_http, &clip, "coalescing").await.unwrap().json().await.unwrap();
-    let id = created["id"].as_str().unwrap().to_owned();
-    let video = wait_until_settled(&client, &stack.nginx_http, &id, READY_TIMEOUT).await.unwrap();
-    assert_eq!(video["status"], "ready", "{}", video["error"]);
+    let id = ready_clip(&client, &stack.nginx_http, "coalescing", 4, 640, 360, READY_TIMEOUT).await;
 
     // The poster has never been requested: a cold object on edge 1.
     let url = format!("{}/hls/{id}/poster.jpg", stack.edge_1);
-    let fetches = || async { metric(&client.get(format!("{}/metrics", stack.edge_1)).send().await.unwrap().text().await.unwrap(), "edge_origin_fetches_total") };
+    let fetches = || async { scrape(&stack.edge_1, "edge_origin_fetches_total").await.unwrap() };
     let before = fetches().await;
     let responses = futures::future::join_all((0..50).map(|_| async {
         let r = client.get(&url).send().await.unwrap();

@@ -9,7 +9,6 @@
 //! server. The crowd is four simulated viewers in the player's region that
 //! keep their sessions alive through NGINX and then stop.
 
-use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -20,9 +19,6 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 const SECONDARY: &str = "127.0.0.1:8013";
 const PRIMARY: &str = "127.0.0.1:8080";
 
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
 
 fn spawn_origin(port: u16) -> Process {
     let overrides = [
@@ -48,8 +44,10 @@ impl Player {
     async fn next(&mut self) -> Option<Value> {
         let line = self.lines.next_line().await.ok()??;
         let v: Value = serde_json::from_str(&line).unwrap_or(Value::Null);
-        // The noisy lines (every request, every second, every steering poll) stay quiet.
-        if !matches!(v["event"].as_str(), Some("request" | "time" | "frag")) && v["reason"] != "manifest-loaded" {
+        // The noisy lines (every request, every second, every steering poll)
+        // stay quiet; a failed request does not.
+        let noisy = matches!(v["event"].as_str(), Some("request" | "time" | "frag")) && v["failed"] != true;
+        if !noisy && v["reason"] != "manifest-loaded" {
             eprintln!("player: {line}");
         }
         self.seen.push(v.clone());
@@ -80,12 +78,7 @@ fn frag_from(host: &'static str) -> impl Fn(&Value) -> bool {
 async fn hls_js_in_chromium_plays_through_the_front_door_and_follows_steering_both_ways() {
     let stack = Stack::from_env();
     let client = stack.client().unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let clip = make_clip(dir.path(), "player.mp4", 60, 640, 360).unwrap();
-    let created: Value = upload_file(&client, &stack.nginx_http, &clip, "player").await.unwrap().json().await.unwrap();
-    let id = created["id"].as_str().unwrap().to_owned();
-    let video = wait_until_settled(&client, &stack.nginx_http, &id, Duration::from_secs(600)).await.unwrap();
-    assert_eq!(video["status"], "ready", "{}", video["error"]);
+    let id = ready_clip(&client, &stack.nginx_http, "player", 60, 640, 360, Duration::from_secs(600)).await;
 
     let port = free_port();
     let _origin = spawn_origin(port);
@@ -115,13 +108,13 @@ async fn hls_js_in_chromium_plays_through_the_front_door_and_follows_steering_bo
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let mut crowd = Vec::new();
     for _ in 0..4 {
-        let r = reqwest::get(&master).await.unwrap();
+        let r = client.get(&master).send().await.unwrap();
         let sid = r.headers()["x-session-id"].to_str().unwrap().to_owned();
-        let (stop, url) = (stop.clone(), format!("{}/hls/{id}/360p/index.m3u8?sid={sid}", stack.nginx_http));
+        let (stop, url, client) = (stop.clone(), format!("{}/hls/{id}/360p/index.m3u8?sid={sid}", stack.nginx_http), client.clone());
         crowd.push(tokio::spawn(async move {
             let until = Instant::now() + Duration::from_secs(120);
             while !stop.load(std::sync::atomic::Ordering::Relaxed) && Instant::now() < until {
-                let _ = reqwest::get(&url).await;
+                let _ = client.get(&url).send().await;
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
         }));

@@ -43,11 +43,7 @@ async fn spans_are_exported_over_otlp_when_an_endpoint_is_set() {
         .unwrap();
     let client = reqwest::Client::new();
     let base = format!("http://127.0.0.1:{port}");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while client.get(format!("{base}/health/live")).send().await.is_err() {
-        assert!(Instant::now() < deadline, "cdn-edge did not start");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    e2e::wait_ready(&format!("{base}/health/live"), Duration::from_secs(20)).await.expect("cdn-edge did not start");
     for _ in 0..3 {
         let res = client.get(format!("{base}/hls/00000000-0000-0000-0000-000000000000/master.m3u8")).send().await.unwrap();
         assert_eq!(res.status(), reqwest::StatusCode::BAD_GATEWAY);

@@ -111,9 +111,8 @@ async fn load(url: &str, expect_len: usize) -> anyhow::Result<Load> {
         all.extend(t.await??);
     }
     let secs = started.elapsed().as_secs_f64();
-    all.sort();
-    let pct = |p: f64| all[((all.len() as f64 * p) as usize).min(all.len() - 1)].as_secs_f64() * 1000.0;
-    Ok(Load { rps: all.len() as f64 / secs, p50_ms: pct(0.50), p99_ms: pct(0.99) })
+    let ms = sorted_ms(all);
+    Ok(Load { rps: ms.len() as f64 / secs, p50_ms: e2e::percentile(&ms, 0.50), p99_ms: e2e::percentile(&ms, 0.99) })
 }
 
 /// Sequential requests; time until the response head arrives.
@@ -129,9 +128,13 @@ async fn ttfb(url: &str) -> anyhow::Result<(f64, f64)> {
             samples.push(head);
         }
     }
+    let ms = sorted_ms(samples);
+    Ok((e2e::percentile(&ms, 0.5), e2e::percentile(&ms, 0.99)))
+}
+
+fn sorted_ms(mut samples: Vec<Duration>) -> Vec<f64> {
     samples.sort();
-    let pct = |p: f64| samples[((samples.len() as f64 * p) as usize).min(samples.len() - 1)].as_secs_f64() * 1000.0;
-    Ok((pct(0.5), pct(0.99)))
+    samples.into_iter().map(|d| d.as_secs_f64() * 1000.0).collect()
 }
 
 fn nginx_conf(dir: &Path, port: u16, origin: &str) -> String {
@@ -143,10 +146,6 @@ fn nginx_conf(dir: &Path, port: u16, origin: &str) -> String {
     upstream origin {{ server {origin}; keepalive 32; }}\n\
     server {{\n        listen 127.0.0.1:{port};\n        location /hls/ {{\n            proxy_http_version 1.1;\n            proxy_set_header Connection \"\";\n            proxy_pass http://origin;\n            proxy_cache bench;\n            proxy_cache_lock on;\n            proxy_cache_valid 200 1h;\n            add_header X-Cache $upstream_cache_status;\n        }}\n    }}\n}}\n"
     )
-}
-
-async fn metric(base: &str, name: &str) -> anyhow::Result<f64> {
-    Ok(e2e::metric(&reqwest::get(format!("{base}/metrics")).await?.text().await?, name))
 }
 
 #[tokio::main]
@@ -189,13 +188,7 @@ async fn main() -> anyhow::Result<()> {
     std::fs::write(scratch.path().join("nginx.conf"), nginx_conf(scratch.path(), nginx_port, &format!("127.0.0.1:{origin_port}")))?;
     let _nginx = Nginx(Command::new("nginx").args(["-c", &scratch.path().join("nginx.conf").display().to_string(), "-p", &scratch.path().display().to_string()]).stdout(Stdio::null()).stderr(Stdio::null()).spawn()?);
     let nginx = format!("http://127.0.0.1:{nginx_port}");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while reqwest::get(format!("{nginx}/hls/{video}/360p/index.m3u8")).await.is_err() {
-        if Instant::now() > deadline {
-            bail!("nginx did not start; see {}", scratch.path().join("nginx-error.log").display());
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_ready(&format!("{nginx}/hls/{video}/360p/index.m3u8")).await.with_context(|| format!("nginx did not start; see {}", scratch.path().join("nginx-error.log").display()))?;
 
     println!("== cache hits: {CONCURRENCY} keep-alive connections for {}s each, same client for both servers", RUN.as_secs());
     for (label, object, len) in [("4 KB playlist", "360p/index.m3u8", media.len()), ("1 MB segment", "360p/seg_00000.m4s", segment.len())] {
@@ -248,7 +241,7 @@ async fn main() -> anyhow::Result<()> {
     }))
     .await;
     let requests: usize = viewers.into_iter().collect::<anyhow::Result<Vec<_>>>()?.into_iter().sum();
-    let fetches = metric(&cold, "edge_origin_fetches_total").await?;
+    let fetches = e2e::scrape(&cold, "edge_origin_fetches_total").await?;
     println!("{requests} viewer requests, {fetches} origin fetches: {:.1} per 1000 (every request to the origin would be 1000)", fetches * 1000.0 / requests as f64);
     Ok(())
 }

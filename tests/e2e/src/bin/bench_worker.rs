@@ -24,6 +24,7 @@ use shared::queue::{Publisher, TranscodeJob};
 use shared::storage::Storage;
 use shared::testing::World;
 use shared::videos::Videos;
+use e2e::percentile;
 use uuid::Uuid;
 
 const LATENCY_JOBS: usize = 200;
@@ -145,10 +146,6 @@ impl Bench {
         self.wait_ready(&ids, Duration::from_secs(600)).await?;
         Ok(BATCH_JOBS as f64 * 60.0 / started.elapsed().as_secs_f64())
     }
-}
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    sorted[((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1]
 }
 
 /// Exponential gaps with the given mean, from a fixed seed: both modes see the same arrivals.
