@@ -12,6 +12,7 @@
 //! - [`layout`] — the bucket's key layout.
 //! - [`playlist`] — per-viewer rewriting of HLS playlists (sessions, cap, pathways).
 //! - [`range`] — HTTP byte ranges.
+//! - [`ratelimit`] — per-client rate limits and who the client is behind the proxies.
 //! - [`cache`] — Redis (progress, counters).
 //! - [`sessions`] — viewer sessions and live counts, in Redis.
 //! - [`health`] — readiness probes.
@@ -33,6 +34,7 @@ pub mod metrics;
 pub mod playlist;
 pub mod queue;
 pub mod range;
+pub mod ratelimit;
 pub mod server;
 pub mod sessions;
 pub mod storage;

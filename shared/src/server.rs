@@ -124,7 +124,8 @@ impl Server {
     async fn serve(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let grace = self.grace;
-        let serve = axum::serve(self.listener, self.router)
+        // The peer address is what `ratelimit::Client` starts from.
+        let serve = axum::serve(self.listener, self.router.into_make_service_with_connect_info::<SocketAddr>())
             .with_graceful_shutdown(async move {
                 shutdown.await;
                 let _ = tx.send(());
