@@ -9,7 +9,9 @@ use shared::configuration::{Env, Seconds};
 use shared::server::HttpSettings;
 use shared::telemetry::TelemetrySettings;
 
+use crate::confine::{NetworkIsolation, DEFAULT_FORMATS};
 use crate::ladder::{Ladder, DEFAULT_LADDER};
+use crate::limits::SourceLimits;
 
 #[derive(Debug, Clone, Default)]
 pub struct Settings {
@@ -79,6 +81,10 @@ pub struct TranscodeSettings {
     pub ffprobe: String,
     pub work_dir: PathBuf,
     pub stall_timeout: Duration,
+    /// Demuxers ffmpeg and ffprobe may use (see [`crate::confine`]).
+    pub formats: String,
+    pub network: NetworkIsolation,
+    pub limits: SourceLimits,
 }
 
 impl Settings {
@@ -103,6 +109,19 @@ impl Settings {
                 ffprobe: env.optional("FFPROBE_PATH", "ffprobe", "ffprobe executable"),
                 work_dir: env.optional::<String>("WORK_DIR", "/tmp/transcode-worker", "scratch space for sources and outputs").into(),
                 stall_timeout: env.optional::<Seconds>("FFMPEG_STALL_TIMEOUT", "120s", "kill ffmpeg after this long without progress").0,
+                formats: env.optional("FFMPEG_FORMATS", DEFAULT_FORMATS, "container demuxers a source may use; never playlists or manifests (hls, dash, concat, image2)"),
+                network: env.optional("FFMPEG_NETWORK_ISOLATION", "auto", "auto: ffmpeg/ffprobe get a network namespace of their own where the host allows it; required: refuse to start otherwise; off"),
+                limits: SourceLimits {
+                    max_long_side: env.optional("SOURCE_MAX_LONG_SIDE", "7680", "pixels on a source's longer side, at most"),
+                    max_short_side: env.optional("SOURCE_MAX_SHORT_SIDE", "4320", "pixels on a source's shorter side, at most"),
+                    max_aspect: env.optional("SOURCE_MAX_ASPECT", "4", "longer side over shorter side, at most"),
+                    max_fps: env.optional("SOURCE_MAX_FPS", "60", "output frame rate; faster sources are clamped to it"),
+                    max_duration_secs: env.optional::<Seconds>("SOURCE_MAX_DURATION", "24h", "longest source accepted").0.as_secs_f64(),
+                    max_pixels: env.optional("SOURCE_MAX_PIXELS", "2e12", "width x height x fps x seconds one source may cost to decode"),
+                    probe_timeout: env.optional::<Seconds>("FFPROBE_TIMEOUT", "30s", "ffprobe is killed and the source refused after this long").0,
+                    deadline_factor: env.optional("FFMPEG_DEADLINE_FACTOR", "10", "an encode may last this many times the source's duration…"),
+                    deadline_min: env.optional::<Seconds>("FFMPEG_DEADLINE_MIN", "10m", "…but never less than this; past it the source is refused").0,
+                },
             },
         };
         let i = &s.intake;
@@ -114,6 +133,13 @@ impl Settings {
         }
         if i.poll_min.is_zero() || i.poll_min > i.poll_max {
             env.invalid("WORKER_POLL_MIN must be above zero and at most WORKER_POLL_MAX");
+        }
+        let l = &s.transcode.limits;
+        if l.max_short_side < 16 || l.max_long_side < l.max_short_side || !(1.0..=100.0).contains(&l.max_aspect) {
+            env.invalid("SOURCE_MAX_SHORT_SIDE must be at least 16 and at most SOURCE_MAX_LONG_SIDE, and SOURCE_MAX_ASPECT from 1 to 100");
+        }
+        if !(l.max_fps >= 1.0 && l.max_pixels > 0.0 && l.deadline_factor >= 1.0) {
+            env.invalid("SOURCE_MAX_FPS must be at least 1, SOURCE_MAX_PIXELS above 0 and FFMPEG_DEADLINE_FACTOR at least 1");
         }
         if i.retry_base < Duration::from_millis(1) || i.retry_base > i.retry_max {
             env.invalid("WORKER_RETRY_BASE must be at least 1ms and at most WORKER_RETRY_MAX");

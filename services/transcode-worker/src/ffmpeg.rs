@@ -23,9 +23,11 @@ use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 use tokio::process::Command;
 
+use crate::confine::Confinement;
 use crate::job::{Failure, JobError};
 use crate::ladder::PlannedRung;
 use crate::probe::SourceInfo;
+use crate::rejection::Rejection;
 use crate::thumbnails::Sprites;
 
 pub const SEGMENT_SECONDS: u32 = 6;
@@ -38,6 +40,11 @@ pub const AUDIO_NAME: &str = "audio";
 /// What to encode and where.
 pub struct Encode<'a> {
     pub input: &'a Path,
+    /// The demuxer the probe found; ffmpeg is forced to it.
+    pub demuxer: &'a str,
+    pub confinement: &'a Confinement,
+    /// Set when the source is faster than the limit: the outputs get this rate.
+    pub clamp_fps: Option<f64>,
     pub out_dir: &'a Path,
     pub rungs: &'a [PlannedRung],
     pub source: &'a SourceInfo,
@@ -52,7 +59,8 @@ pub fn poster_time(duration: f64) -> f64 {
 
 pub fn args(e: &Encode) -> Vec<String> {
     let n = e.rungs.len();
-    let mut graph = format!("[0:v]split={}", n + 2);
+    let clamp = e.clamp_fps.map(|r| format!("fps={r},")).unwrap_or_default();
+    let mut graph = format!("[0:v]{clamp}split={}", n + 2);
     for i in 0..n {
         graph.push_str(&format!("[s{i}]"));
     }
@@ -69,11 +77,11 @@ pub fn args(e: &Encode) -> Vec<String> {
     ));
     graph.push_str(&format!(";[st]{}[thumbs]", e.sprites.filter()));
 
-    let gop = ((e.source.frame_rate * KEYFRAME_SECONDS as f64).round() as u32).max(1).to_string();
-    let mut a: Vec<String> = ["-hide_banner", "-nostdin", "-y", "-loglevel", "error", "-progress", "pipe:1", "-nostats", "-i"]
-        .map(String::from)
-        .to_vec();
-    a.push(e.input.display().to_string());
+    let rate = e.clamp_fps.unwrap_or(e.source.frame_rate);
+    let gop = ((rate * KEYFRAME_SECONDS as f64).round() as u32).max(1).to_string();
+    let mut a: Vec<String> = ["-hide_banner", "-nostdin", "-y", "-loglevel", "error", "-progress", "pipe:1", "-nostats"].map(String::from).to_vec();
+    a.extend(e.confinement.input_args(Some(e.demuxer)));
+    a.extend(["-i".into(), Confinement::input_url(e.input)]);
     a.extend(["-filter_complex".into(), graph]);
     for i in 0..n {
         a.extend(["-map".into(), format!("[v{i}]")]);
@@ -148,15 +156,25 @@ pub fn parse_progress_line(line: &str, p: &mut Progress) -> bool {
     false
 }
 
-/// Runs ffmpeg to completion. Kills it when its output time has not moved
-/// for `stall` (a hung decode or a stuck filesystem must not hold a job slot
-/// forever). Exit by signal (ours, the OOM killer's, an operator's) is
-/// transient; a non-zero exit code is permanent, with the tail of ffmpeg's
-/// own error output as the reason. Dropping the future kills ffmpeg.
-pub async fn run(ffmpeg: &str, args: &[String], stall: Duration, mut on_progress: impl FnMut(&Progress)) -> Result<(), JobError> {
+/// How long ffmpeg may run: without progress, and in all.
+#[derive(Debug, Clone, Copy)]
+pub struct Watchdog {
+    /// Output time has not moved for this long: a hung decode or a stuck
+    /// filesystem must not hold a job slot forever. Transient.
+    pub stall: Duration,
+    /// The whole encode, proportional to the duration: a source built to be
+    /// slow to decode must not either. Permanent.
+    pub deadline: Duration,
+}
+
+/// Runs ffmpeg, confined, to completion under `watchdog`. Exit by signal
+/// (ours, the OOM killer's, an operator's) is transient; a non-zero exit
+/// code is permanent. ffmpeg's own error output goes to the log only.
+/// Dropping the future kills ffmpeg.
+pub async fn run(ffmpeg: &str, args: &[String], confinement: &Confinement, watchdog: Watchdog, mut on_progress: impl FnMut(&Progress)) -> Result<(), JobError> {
     let mut cmd = Command::new(ffmpeg);
     cmd.args(args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true);
-    die_with_parent(&mut cmd);
+    confinement.apply(&mut cmd);
     let mut child = cmd.spawn().map_err(|e| JobError::Transient(Failure::Internal, anyhow::anyhow!("cannot run {ffmpeg}: {e}")))?;
     let mut stderr = child.stderr.take().expect("piped");
     let stderr_tail = tokio::spawn(async move {
@@ -178,14 +196,20 @@ pub async fn run(ffmpeg: &str, args: &[String], stall: Duration, mut on_progress
     let mut p = Progress::default();
     let mut last_advance = tokio::time::Instant::now();
     let mut last_out = -1.0;
+    let give_up = tokio::time::Instant::now() + watchdog.deadline;
     loop {
-        let deadline = last_advance + stall;
-        match tokio::time::timeout_at(deadline, lines.next_line()).await {
+        let stalled_at = last_advance + watchdog.stall;
+        match tokio::time::timeout_at(stalled_at.min(give_up), lines.next_line()).await {
+            Err(_) if tokio::time::Instant::now() >= give_up => {
+                let _ = child.kill().await;
+                tracing::warn!(deadline = watchdog.deadline.as_secs(), "ffmpeg overran the encode deadline and was killed");
+                return Err(Rejection::TooSlow { secs: watchdog.deadline.as_secs() }.into());
+            }
             Err(_) => {
                 let _ = child.kill().await;
                 return Err(JobError::Transient(
                     Failure::Stalled,
-                    anyhow::anyhow!("ffmpeg made no progress for {} s and was killed", stall.as_secs_f64()),
+                    anyhow::anyhow!("ffmpeg made no progress for {} s and was killed", watchdog.stall.as_secs_f64()),
                 ));
             }
             Ok(Ok(Some(line))) => {
@@ -206,22 +230,11 @@ pub async fn run(ffmpeg: &str, args: &[String], stall: Duration, mut on_progress
         return Ok(());
     }
     match status.code() {
-        Some(code) => Err(JobError::Permanent(format!("ffmpeg could not transcode the video (exit {code}): {}", last_line(&tail)))),
+        Some(code) => {
+            tracing::warn!(code, stderr = %tail, "ffmpeg could not transcode the source");
+            Err(Rejection::Undecodable.into())
+        }
         None => Err(JobError::Transient(Failure::FfmpegKilled, anyhow::anyhow!("ffmpeg was killed by a signal: {}", last_line(&tail)))),
-    }
-}
-
-/// A worker killed with SIGKILL cannot kill its ffmpeg; the kernel does it
-/// for us, so a dead worker does not leave an encoder burning CPU.
-fn die_with_parent(cmd: &mut Command) {
-    // SAFETY: prctl is async-signal-safe and touches no memory of ours.
-    unsafe {
-        cmd.pre_exec(|| {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
     }
 }
 
@@ -238,8 +251,14 @@ mod tests {
         SourceInfo { width: 1280, height: 720, frame_rate: 30.0, duration: 20.0, has_audio: audio }
     }
 
-    fn encode<'a>(rungs: &'a [PlannedRung], src: &'a SourceInfo, sprites: &'a Sprites) -> Vec<String> {
-        args(&Encode { input: Path::new("/in"), out_dir: Path::new("/out"), rungs, source: src, preset: "veryfast", sprites })
+    fn encode_clamped(rungs: &[PlannedRung], src: &SourceInfo, sprites: &Sprites, clamp_fps: Option<f64>) -> Vec<String> {
+        let confinement = Confinement::new(crate::confine::DEFAULT_FORMATS, crate::confine::NetworkIsolation::Off).unwrap();
+        let out_dir = Path::new("/out");
+        args(&Encode { input: Path::new("/in"), demuxer: "mov", confinement: &confinement, clamp_fps, out_dir, rungs, source: src, preset: "veryfast", sprites })
+    }
+
+    fn encode(rungs: &[PlannedRung], src: &SourceInfo, sprites: &Sprites) -> Vec<String> {
+        encode_clamped(rungs, src, sprites, None)
     }
 
     #[test]
@@ -259,6 +278,16 @@ mod tests {
         assert!(joined.contains("v:0,name:720p v:1,name:360p a:0,name:audio"), "video rungs and one audio rendition");
         assert_eq!(a.iter().filter(|x| *x == "0:a:0").count(), 1, "audio is encoded once");
         assert_eq!(a.iter().filter(|x| *x == "-i").count(), 1, "exactly one input, decoded once");
+        assert!(joined.contains("-protocol_whitelist file -format_whitelist mov,") && joined.contains("-f mov -enable_drefs 0 -i file:/in"), "confined input: {joined}");
+    }
+
+    #[test]
+    fn a_fast_source_is_clamped_before_the_split_and_gops_follow_the_clamped_rate() {
+        let rungs = "360p=365k".parse::<Ladder>().unwrap().plan(640, 360);
+        let src = SourceInfo { width: 640, height: 360, frame_rate: 240.0, duration: 5.0, has_audio: false };
+        let joined = encode_clamped(&rungs, &src, &Sprites::plan(&src), Some(60.0)).join(" ");
+        assert!(joined.contains("[0:v]fps=60,split=3"), "{joined}");
+        assert!(joined.contains("-g 120 -keyint_min 120"), "{joined}");
     }
 
     /// ffmpeg reports progress only once every output has started; an output

@@ -19,6 +19,8 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::configuration::TranscodeSettings;
+use crate::confine::Confinement;
+use crate::rejection::Rejection;
 
 /// Why an attempt failed transiently; the `reason` label of the failure metric.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,9 +49,9 @@ impl Failure {
 
 #[derive(Debug, thiserror::Error)]
 pub enum JobError {
-    /// The input can never be transcoded; the `String` is shown to the creator.
+    /// The input can never be transcoded; the reason is shown to the creator.
     #[error("{0}")]
-    Permanent(String),
+    Permanent(Rejection),
     #[error("{1:#}")]
     Transient(Failure, anyhow::Error),
 }
@@ -68,6 +70,12 @@ impl JobError {
             JobError::Permanent(_) => "invalid_input",
             JobError::Transient(kind, _) => kind.label(),
         }
+    }
+}
+
+impl From<Rejection> for JobError {
+    fn from(r: Rejection) -> Self {
+        JobError::Permanent(r)
     }
 }
 
@@ -96,6 +104,8 @@ pub struct JobContext {
     pub storage: Storage,
     pub cache: Cache,
     pub settings: Arc<TranscodeSettings>,
+    /// Resolved once at start (it tries a network namespace).
+    pub confinement: Arc<Confinement>,
     pub worker_id: String,
 }
 
@@ -117,9 +127,7 @@ impl JobContext {
                 return Ok(Outcome::Skipped);
             }
             Claim::CrashLoop(n) => {
-                return Err(JobError::Permanent(format!(
-                    "{n} workers stopped (killed or crashed) while transcoding this video, so it is not tried again; the source may be too large or malformed for this worker"
-                )));
+                return Err(Rejection::CrashLoop { workers: n.into() }.into());
             }
             Claim::Gone => {
                 // An attempt cut off by the deletion may have stored objects after it.

@@ -9,6 +9,9 @@
 //! - [`job`] — one job's life: claim, produce, commit, clean up, cancel.
 //! - [`outputs`] — what an attempt stores, from one ffmpeg pass.
 //! - [`probe`] — ffprobe and input validation.
+//! - [`confine`] — ffmpeg and ffprobe kept to the one file they were given.
+//! - [`limits`] — what one source may cost: size, shape, rate, pixels, time.
+//! - [`rejection`] — the catalogue of reasons a source is refused.
 //! - [`ladder`] — which rungs a source gets.
 //! - [`ffmpeg`] — the single-pass command and its progress.
 //! - [`package`] — measuring outputs; the master playlist.
@@ -21,6 +24,7 @@
 
 pub mod admin;
 pub mod configuration;
+pub mod confine;
 pub mod consumer;
 pub mod dash;
 pub mod ffmpeg;
@@ -28,12 +32,14 @@ pub mod iframes;
 pub mod isobmff;
 pub mod job;
 pub mod ladder;
+pub mod limits;
 pub mod metrics;
 pub mod outputs;
 pub mod package;
 pub mod probe;
 pub mod pull;
 pub mod push;
+pub mod rejection;
 pub mod settle;
 pub mod startup;
 pub mod thumbnails;

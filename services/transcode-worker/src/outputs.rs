@@ -14,9 +14,10 @@ use shared::queue::TranscodeJob;
 use shared::transcodes::Transcoded;
 use shared::videos::Rendition;
 
-use crate::ffmpeg::{self, Encode, POSTER_FILE};
+use crate::ffmpeg::{self, Encode, Watchdog, POSTER_FILE};
 use crate::job::{JobContext, JobError};
 use crate::package::{self, Track};
+use crate::rejection::Rejection;
 use crate::thumbnails::{Sprites, VTT_FILE};
 use crate::{dash, probe};
 
@@ -37,7 +38,15 @@ pub async fn produce(ctx: &JobContext, job: &TranscodeJob, prefix: &str) -> Resu
     ctx.storage.download_to_file(&job.source_key, &input).await.map_err(JobError::storage)?;
 
     progress(ctx, job, Progress::stage("probing", 0.0)).await;
-    let source = probe::run(&s.ffprobe, &input).await?;
+    let probed = probe::run(&s.ffprobe, &input, &ctx.confinement, s.limits.probe_timeout).await?;
+    let mut source = probed.source;
+    s.limits.check(&source)?;
+    // Checked at the source's rate (the decode cost); encoded at the clamped one.
+    let clamp_fps = s.limits.output_fps(&source);
+    if let Some(r) = clamp_fps {
+        tracing::info!(video_id = %job.video_id, source_fps = source.frame_rate, output_fps = r, "clamping the frame rate");
+        source.frame_rate = r;
+    }
     let rungs = s.ladder.plan(source.width, source.height);
     let sprites = Sprites::plan(&source);
     tracing::info!(video_id = %job.video_id, trace_id = shared::telemetry::current_trace_id(), w = source.width, h = source.height, fps = source.frame_rate,
@@ -47,7 +56,17 @@ pub async fn produce(ctx: &JobContext, job: &TranscodeJob, prefix: &str) -> Resu
         tokio::fs::create_dir_all(out_dir.join(&r.name)).await.context("rendition dir")?;
     }
     tokio::fs::create_dir_all(out_dir.join(ffmpeg::AUDIO_NAME)).await.context("audio dir")?;
-    let args = ffmpeg::args(&Encode { input: &input, out_dir: &out_dir, rungs: &rungs, source: &source, preset: &s.preset, sprites: &sprites });
+    let args = ffmpeg::args(&Encode {
+        input: &input,
+        demuxer: &probed.demuxer,
+        confinement: &ctx.confinement,
+        clamp_fps,
+        out_dir: &out_dir,
+        rungs: &rungs,
+        source: &source,
+        preset: &s.preset,
+        sprites: &sprites,
+    });
     let (tx, mut rx) = tokio::sync::watch::channel(Progress::stage("transcoding", 0.0));
     let reporter = {
         let (cache, id) = (ctx.cache.clone(), job.video_id);
@@ -60,7 +79,8 @@ pub async fn produce(ctx: &JobContext, job: &TranscodeJob, prefix: &str) -> Resu
         })
     };
     let started = Instant::now();
-    let encoded = ffmpeg::run(&s.ffmpeg, &args, s.stall_timeout, |p| {
+    let watchdog = Watchdog { stall: s.stall_timeout, deadline: s.limits.encode_deadline(source.duration) };
+    let encoded = ffmpeg::run(&s.ffmpeg, &args, &ctx.confinement, watchdog, |p| {
         let _ = tx.send(Progress {
             stage: "transcoding".into(),
             percent: (100.0 * p.out_seconds / source.duration).clamp(0.0, 100.0),
@@ -92,10 +112,8 @@ pub async fn produce(ctx: &JobContext, job: &TranscodeJob, prefix: &str) -> Resu
     let images: Vec<String> = std::iter::once(POSTER_FILE.to_owned()).chain((0..sprites.sheets()).map(Sprites::sheet_name)).collect();
     if let Some(missing) = images.iter().find(|f| !out_dir.join(f).exists()) {
         // ffmpeg succeeded but wrote less than the probe promised: the frames end early.
-        return Err(JobError::Permanent(format!(
-            "the video's frames end before its stated duration of {:.1} s (no {missing} could be made); re-export the file and upload it again",
-            source.duration
-        )));
+        tracing::warn!(video_id = %job.video_id, missing, "no such image was made");
+        return Err(Rejection::FramesEndEarly { duration: source.duration }.into());
     }
     let mut files: Vec<String> = video.iter().chain(audio.as_ref()).flat_map(|o| o.files.iter().map(move |f| format!("{}/{f}", o.name))).collect();
     files.extend([dash::MANIFEST.to_owned(), VTT_FILE.to_owned()]);

@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::admin::{self, AdminState};
 use crate::configuration::Settings;
+use crate::confine::Confinement;
 use crate::consumer::Consumer;
 use crate::job::JobContext;
 use crate::metrics::WorkerMetrics;
@@ -38,7 +39,16 @@ impl Application {
         let connected = Arc::new(AtomicBool::new(false));
         let worker_id = format!("{}-{}", hostname(), std::process::id());
         let transcodes = Transcodes::new(pool.clone());
-        let ctx = JobContext { transcodes: transcodes.clone(), storage: storage.clone(), cache: cache.clone(), settings: Arc::new(settings.transcode.clone()), worker_id };
+        let confinement = Arc::new(Confinement::new(&settings.transcode.formats, settings.transcode.network)?);
+        tracing::info!(network_isolated = confinement.isolates_network(), formats = settings.transcode.formats, "ffmpeg confinement");
+        let ctx = JobContext {
+            transcodes: transcodes.clone(),
+            storage: storage.clone(),
+            cache: cache.clone(),
+            settings: Arc::new(settings.transcode.clone()),
+            confinement,
+            worker_id,
+        };
         let settler = Settler { ctx, publisher: publisher.clone(), intake: settings.intake.clone(), metrics: WorkerMetrics::new(&metrics, settings.intake.mode) };
         let consumer = Arc::new(Consumer { queue: settings.backends.queue.clone(), settler, connected: connected.clone() });
         let readiness = {

@@ -26,6 +26,10 @@ pub const FRAMES_FILE: &str = "thumbs.rgb";
 /// About ffmpeg's `-q:v 5` for MJPEG.
 const SHEET_QUALITY: u8 = 80;
 pub const VTT_FILE: &str = "thumbnails.vtt";
+/// The tallest thumbnail, whatever the source's shape: one sheet holds
+/// 100 of them in memory (here 160x640x3x100, about 30 MiB). The limits
+/// refuse sources this narrow; this is the tiler's own bound.
+pub const MAX_THUMB_HEIGHT: u32 = 4 * THUMB_WIDTH;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Sprites {
@@ -39,7 +43,7 @@ impl Sprites {
     pub fn plan(source: &SourceInfo) -> Self {
         let interval = ((source.duration / MAX_THUMBS).ceil() as u32).clamp(1, 60);
         let count = ((source.duration / interval as f64).ceil() as u32).max(1);
-        let height = ((THUMB_WIDTH as f64 * source.height as f64 / source.width as f64 / 2.0).round() as u32 * 2).max(2);
+        let height = ((THUMB_WIDTH as f64 * source.height as f64 / source.width as f64 / 2.0).round() as u32 * 2).clamp(2, MAX_THUMB_HEIGHT);
         Self { interval, count, width: THUMB_WIDTH, height }
     }
 
@@ -195,6 +199,12 @@ mod tests {
     fn no_frames_make_no_sheets() {
         let dir = tempfile::tempdir().unwrap();
         assert_eq!(Sprites::plan(&src(10.0)).write_sheets(dir.path()).unwrap(), 0);
+    }
+
+    #[test]
+    fn a_needle_shaped_source_cannot_make_huge_sheets() {
+        let s = Sprites::plan(&SourceInfo { width: 16, height: 4096, frame_rate: 30.0, duration: 10.0, has_audio: false });
+        assert_eq!((s.width, s.height), (160, MAX_THUMB_HEIGHT));
     }
 
     #[test]

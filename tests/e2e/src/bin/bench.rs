@@ -116,19 +116,37 @@ fn rss_kib(pid: u32) -> anyhow::Result<u64> {
 
 /// The worker's own command line (same builder, ladder and preset), run directly.
 async fn bare_ffmpeg(clip: &Path, dir: &Path) -> anyhow::Result<f64> {
+    use transcode_worker::confine::{Confinement, NetworkIsolation, DEFAULT_FORMATS};
     use transcode_worker::{ffmpeg, ladder::Ladder, probe, thumbnails::Sprites};
     let preset = std::env::var("FFMPEG_PRESET").unwrap_or_else(|_| "veryfast".into());
     let ladder: Ladder = std::env::var("TRANSCODE_LADDER").unwrap_or_else(|_| transcode_worker::ladder::DEFAULT_LADDER.into()).parse().map_err(anyhow::Error::msg)?;
-    let source = probe::run("ffprobe", clip).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    // Confined as the worker is, so the comparison is like for like.
+    let confinement = Confinement::new(DEFAULT_FORMATS, NetworkIsolation::Auto)?;
+    let probed = probe::run("ffprobe", clip, &confinement, Duration::from_secs(30)).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    let source = probed.source;
     let rungs = ladder.plan(source.width, source.height);
     let out = dir.join("bare");
     for name in rungs.iter().map(|r| r.name.as_str()).chain([ffmpeg::AUDIO_NAME]) {
         std::fs::create_dir_all(out.join(name))?;
     }
     let sprites = Sprites::plan(&source);
-    let args = ffmpeg::args(&ffmpeg::Encode { input: clip, out_dir: &out, rungs: &rungs, source: &source, preset: &preset, sprites: &sprites });
+    let encode = ffmpeg::Encode {
+        input: clip,
+        demuxer: &probed.demuxer,
+        confinement: &confinement,
+        clamp_fps: None,
+        out_dir: &out,
+        rungs: &rungs,
+        source: &source,
+        preset: &preset,
+        sprites: &sprites,
+    };
+    let args = ffmpeg::args(&encode);
     let started = Instant::now();
-    let status = tokio::process::Command::new("ffmpeg").args(&args).stdout(std::process::Stdio::null()).status().await?;
+    let mut cmd = tokio::process::Command::new("ffmpeg");
+    cmd.args(&args).stdout(std::process::Stdio::null());
+    confinement.apply(&mut cmd);
+    let status = cmd.status().await?;
     if !status.success() {
         bail!("bare ffmpeg failed");
     }
