@@ -2,6 +2,9 @@
 //! once: CORS for players on other origins, gzip for text manifests only
 //! (segments are already compressed; gzipping them burns CPU for nothing),
 //! conditional requests (304), the 416 answer, and per-viewer text.
+//! [`paths`] refuses request paths that are not normalised.
+
+pub mod paths;
 
 use axum::body::Body;
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Version};

@@ -1,8 +1,18 @@
 //! Prometheus metrics: one registry per service instance (not a global, so
 //! several apps in one test process do not share counters), and the HTTP
 //! metrics every service gets from the server wrapper.
+//!
+//! The one exception is [`PANICS`]: a panic belongs to the process, not to
+//! one app in it, so every registry shows the same process-wide counter.
 
-use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder};
+use std::sync::LazyLock;
+
+use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry, TextEncoder};
+
+/// Panics in this process, counted by the hook that
+/// [`crate::telemetry::install_panic_hook`] installs.
+pub static PANICS: LazyLock<IntCounter> =
+    LazyLock::new(|| IntCounter::new("panics_total", "Panics in this process (each is also logged with its location)").expect("valid metric"));
 
 #[derive(Clone)]
 pub struct Metrics {
@@ -34,6 +44,7 @@ impl Metrics {
         .expect("valid metric");
         registry.register(Box::new(http_requests.clone())).expect("unique metric");
         registry.register(Box::new(http_duration.clone())).expect("unique metric");
+        registry.register(Box::new(PANICS.clone())).expect("unique metric");
         Self { registry, http_requests, http_duration }
     }
 

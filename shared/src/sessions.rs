@@ -41,12 +41,38 @@ impl Default for SessionId {
     }
 }
 
-/// A region or node label: short, `[A-Za-z0-9._-]`. Anything else becomes
-/// "default" rather than an error: it is advisory input from a header.
-pub fn label(raw: Option<&str>) -> String {
-    match raw {
-        Some(r) if crate::extract::is_token(r, 64) => r.to_owned(),
-        _ => "default".to_owned(),
+/// The region of viewers whose hint names no configured region, or none.
+pub const OTHER_REGION: &str = "other";
+
+/// The regions viewers are counted in, from configuration. A hint naming
+/// anything else, or nothing, counts as [`OTHER_REGION`]: a region becomes
+/// Redis keys and a Prometheus label value, so a client must not be able to
+/// mint new ones by inventing names (they would stay forever).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Regions(Vec<String>);
+
+impl std::str::FromStr for Regions {
+    type Err = String;
+    /// `eu-west,us-east`: names of `[A-Za-z0-9._-]`, at most 64 characters.
+    fn from_str(raw: &str) -> Result<Self, String> {
+        let names: Vec<String> = raw.split(',').map(str::trim).filter(|r| !r.is_empty()).map(str::to_owned).collect();
+        if let Some(bad) = names.iter().find(|r| !crate::extract::is_token(r, 64)) {
+            return Err(format!("region {bad:?} must be [A-Za-z0-9._-]+, at most 64 characters"));
+        }
+        if names.iter().any(|r| r == OTHER_REGION) {
+            return Err(format!("\"{OTHER_REGION}\" is where unlisted regions go; it cannot be listed"));
+        }
+        Ok(Self(names))
+    }
+}
+
+impl Regions {
+    /// The label for a viewer's region hint: a configured region, else "other".
+    pub fn label(&self, hint: Option<&str>) -> String {
+        match hint.map(str::trim) {
+            Some(h) if self.0.iter().any(|r| r == h) => h.to_owned(),
+            _ => OTHER_REGION.to_owned(),
+        }
     }
 }
 
@@ -304,13 +330,22 @@ mod tests {
     use super::*;
 
     #[test]
-    fn ids_and_labels_are_checked_at_the_boundary() {
+    fn session_ids_are_checked_at_the_boundary() {
         let id = SessionId::new();
         assert_eq!(SessionId::parse(id.as_str()), Some(id));
         assert_eq!(SessionId::parse("../x"), None);
         assert_eq!(SessionId::parse(&"A".repeat(32)), None);
-        assert_eq!(label(Some("eu-west")), "eu-west");
-        assert_eq!(label(Some("a:b")), "default");
-        assert_eq!(label(None), "default");
+    }
+
+    #[test]
+    fn regions_come_from_the_allowlist_and_anything_else_is_other() {
+        let regions: Regions = "eu-west, us-east".parse().unwrap();
+        assert_eq!(regions.label(Some("eu-west")), "eu-west");
+        assert_eq!(regions.label(Some("mars")), OTHER_REGION);
+        assert_eq!(regions.label(Some("a:b")), OTHER_REGION);
+        assert_eq!(regions.label(None), OTHER_REGION);
+        assert_eq!(Regions::default().label(Some("eu-west")), OTHER_REGION);
+        assert!("eu west".parse::<Regions>().is_err());
+        assert!("eu,other".parse::<Regions>().is_err());
     }
 }

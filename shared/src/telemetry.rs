@@ -5,6 +5,12 @@
 //! spans are exported over OTLP/HTTP only when OTEL_EXPORTER_OTLP_ENDPOINT is
 //! set. That keeps one upload one trace from request to `ready`, whether or not
 //! anybody is collecting.
+//!
+//! Panics are logged the same way: [`install_panic_hook`] (run by [`init`])
+//! turns each into one structured error with its location, and counts it in
+//! `panics_total` ([`crate::metrics::PANICS`]), so a panic in a spawned task,
+//! which would otherwise only print to stderr and vanish, shows in the logs
+//! and on every service's /metrics.
 
 use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
 use opentelemetry::trace::TracerProvider as _;
@@ -44,8 +50,9 @@ impl Drop for TelemetryGuard {
     }
 }
 
-/// Installs the global subscriber. Call once, from `main`.
+/// Installs the global subscriber and the panic hook. Call once, from `main`.
 pub fn init(service: &'static str, settings: &TelemetrySettings) -> anyhow::Result<TelemetryGuard> {
+    install_panic_hook();
     opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
     let resource = opentelemetry_sdk::Resource::builder().with_service_name(service).build();
     let mut builder = SdkTracerProvider::builder().with_resource(resource);
@@ -73,10 +80,32 @@ pub fn init(service: &'static str, settings: &TelemetrySettings) -> anyhow::Resu
 pub fn init_for_tests() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
+        install_panic_hook();
         opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
         if std::env::var_os("TEST_LOG").is_some() {
             let _ = tracing_subscriber::fmt().with_env_filter(EnvFilter::new("info")).with_test_writer().try_init();
         }
+    });
+}
+
+/// Logs every panic as one structured error (message, location, thread)
+/// and counts it in `panics_total`, then runs the hook that was there
+/// before (the default one prints a backtrace when RUST_BACKTRACE asks, and
+/// keeps a failing test's message where the test harness shows it).
+/// Idempotent: the first call installs it.
+pub fn install_panic_hook() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            crate::metrics::PANICS.inc();
+            let payload = info.payload();
+            let message = payload.downcast_ref::<&str>().copied().or_else(|| payload.downcast_ref::<String>().map(String::as_str)).unwrap_or("(not a string)");
+            let location = info.location().map(|l| format!("{}:{}:{}", l.file(), l.line(), l.column())).unwrap_or_else(|| "unknown".into());
+            let thread = std::thread::current();
+            tracing::error!(panic.message = message, panic.location = %location, thread = thread.name().unwrap_or("unnamed"), "panicked at {location}: {message}");
+            previous(info);
+        }));
     });
 }
 
@@ -101,3 +130,49 @@ pub fn adopt_parent(span: &Span, carrier: &dyn Extractor) {
 
 /// Adapter: HTTP headers as a propagation carrier.
 pub use opentelemetry_http::{HeaderExtractor, HeaderInjector};
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+
+    /// Log lines written by a test subscriber.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_panic_in_a_spawned_task_is_logged_with_its_location_and_counted() {
+        install_panic_hook();
+        let logs = Captured::default();
+        let writer = logs.clone();
+        let subscriber = tracing_subscriber::fmt().json().with_writer(move || writer.clone()).finish();
+        let before = crate::metrics::PANICS.get();
+        // A current-thread runtime runs the task on this thread, where the
+        // test subscriber is the default; the panic stays inside the task.
+        let joined = tracing::subscriber::with_default(subscriber, || {
+            let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+            rt.block_on(async { tokio::spawn(async { panic!("boom in a spawned task") }).await })
+        });
+        assert!(joined.unwrap_err().is_panic());
+        assert!(crate::metrics::PANICS.get() > before, "panics_total rose");
+        let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+        let line: serde_json::Value = serde_json::from_str(text.lines().find(|l| l.contains("boom in a spawned task")).expect("the panic was logged")).unwrap();
+        assert_eq!(line["level"], "ERROR");
+        assert_eq!(line["fields"]["panic.message"], "boom in a spawned task");
+        assert!(line["fields"]["panic.location"].as_str().unwrap().starts_with("shared/src/telemetry.rs:"), "{line}");
+        let page = crate::metrics::Metrics::new("any").render();
+        let series = page.lines().find(|l| l.starts_with("panics_total{")).expect("every registry shows panics_total");
+        assert!(series.rsplit(' ').next().unwrap().parse::<f64>().unwrap() >= 1.0, "{series}");
+    }
+}

@@ -12,7 +12,17 @@
 //!
 //! Only objects whose size is known and within EDGE_MAX_OBJECT_BYTES are
 //! buffered; the head of anything larger says so and each request streams
-//! it from the origin itself, keeping memory bounded.
+//! it from the origin itself, keeping memory bounded. So are all flights
+//! together: each reserves its length against EDGE_FLIGHT_BYTES
+//! ([`FlightBudget`]) and spills to pass-through when it does not fit.
+//!
+//! A 404 is remembered briefly ([`crate::negative`]) before its flight
+//! leaves the table, like a stored object.
+//!
+//! The body stream a reader gets is fused: tower-http's compression layer
+//! polls a body again after it has ended, and an unfused `unfold` panics
+//! then (issue 19: the first gzip request for any text object lost its
+//! connection).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -23,7 +33,9 @@ use bytes::{Bytes, BytesMut};
 use futures::{Stream, StreamExt};
 use tokio::sync::watch;
 
+use crate::budget::{FlightBudget, Reservation};
 use crate::fetch::{keep, Origin};
+use crate::negative::NotFound;
 use crate::object::{CachedObject, Freshness};
 use crate::tiers::Tiers;
 
@@ -39,6 +51,8 @@ pub enum Head {
     Refreshed(Arc<CachedObject>),
     /// Too large (or of unknown size) to buffer: fetch it yourself.
     TooLarge,
+    /// Would take the flights past their byte budget: fetch it yourself.
+    Spilled,
     Unreachable(String),
 }
 
@@ -47,6 +61,8 @@ struct State {
     head: Option<Arc<Head>>,
     chunks: Vec<Bytes>,
     end: Option<Result<(), String>>,
+    /// This flight's bytes against the budget, until the flight is dropped.
+    reservation: Option<Reservation>,
 }
 
 pub struct Flight {
@@ -60,6 +76,19 @@ pub struct Flight {
 impl Flight {
     fn new() -> Self {
         Self { state: Mutex::new(State::default()), changed: watch::Sender::new(0), purged: Default::default() }
+    }
+
+    /// A flight that is already over: a remembered 404, served like any
+    /// other answer.
+    fn answered(not_found: &NotFound) -> Self {
+        let f = Self::new();
+        let len = not_found.body.len() as u64;
+        f.update(|s| {
+            s.head = Some(Arc::new(Head::Response { status: StatusCode::NOT_FOUND, headers: not_found.headers.clone(), len }));
+            s.chunks.push(not_found.body.clone());
+            s.end = Some(Ok(()));
+        });
+        f
     }
 
     fn update(&self, f: impl FnOnce(&mut State)) {
@@ -122,6 +151,7 @@ impl Flight {
                 }
             }
         })
+        .fuse()
         .filter(|r| futures::future::ready(!matches!(r, Ok(b) if b.is_empty())))
     }
 
@@ -147,15 +177,16 @@ pub struct Flights {
     /// requests go straight through, instead of each paying a dropped GET
     /// first (Varnish's hit-for-pass).
     too_large: moka::sync::Cache<String, ()>,
+    budget: FlightBudget,
 }
 
 /// How long a key stays known as too large to buffer.
 const TOO_LARGE_FOR: Duration = Duration::from_secs(60);
 
 impl Flights {
-    pub fn new(origin: Origin, tiers: Tiers, max_object: u64) -> Self {
+    pub fn new(origin: Origin, tiers: Tiers, max_object: u64, budget: FlightBudget) -> Self {
         let too_large = moka::sync::Cache::builder().max_capacity(100_000).time_to_live(TOO_LARGE_FOR).build();
-        Self { table: Default::default(), origin, tiers, max_object, too_large }
+        Self { table: Default::default(), origin, tiers, max_object, too_large, budget }
     }
 
     /// Whether the key was lately found too large to buffer.
@@ -180,6 +211,9 @@ impl Flights {
             let f = Arc::new(Flight::new());
             f.update(|s| s.head = Some(Arc::new(Head::Refreshed(fresh))));
             return (f, false);
+        }
+        if let Some(not_found) = self.tiers.negative.get(key) {
+            return (Arc::new(Flight::answered(&not_found)), false);
         }
         let flight = Arc::new(Flight::new());
         table.insert(key.to_owned(), flight.clone());
@@ -238,7 +272,13 @@ impl Flights {
             self.too_large.insert(key.to_owned(), ());
             return flight.update(|s| s.head = Some(Arc::new(Head::TooLarge)));
         };
-        flight.update(|s| s.head = Some(Arc::new(Head::Response { status, headers: headers.clone(), len })));
+        let Some(reservation) = self.budget.reserve(len) else {
+            return flight.update(|s| s.head = Some(Arc::new(Head::Spilled)));
+        };
+        flight.update(|s| {
+            s.reservation = Some(reservation);
+            s.head = Some(Arc::new(Head::Response { status, headers: headers.clone(), len }));
+        });
         let mut body = res.bytes_stream();
         let mut got = 0u64;
         while let Some(chunk) = body.next().await {
@@ -256,21 +296,33 @@ impl Flights {
         if got != len {
             return flight.update(|s| s.end = Some(Err(format!("origin sent {got} of {len} bytes"))));
         }
-        if let Some(freshness) = freshness {
-            let body = {
-                let st = flight.state.lock().expect("flight lock");
-                let mut buf = BytesMut::with_capacity(got as usize);
-                st.chunks.iter().for_each(|c| buf.extend_from_slice(c));
-                buf.freeze()
-            };
-            // Readers are released first; the flight stays in the table (and
-            // serves late joiners from its chunks) until the object is stored.
-            flight.update(|s| s.end = Some(Ok(())));
-            let object = Arc::new(CachedObject { headers, body, stored_at: std::time::SystemTime::now(), freshness });
-            self.store(flight, key, object).await;
-            return;
-        }
+        let remembered = freshness.is_some() || (status == StatusCode::NOT_FOUND && !no_store(&headers));
+        let body = remembered.then(|| {
+            let st = flight.state.lock().expect("flight lock");
+            let mut buf = BytesMut::with_capacity(got as usize);
+            st.chunks.iter().for_each(|c| buf.extend_from_slice(c));
+            buf.freeze()
+        });
+        // Readers are released first; the flight stays in the table (and
+        // serves late joiners from its chunks) until the answer is stored.
         flight.update(|s| s.end = Some(Ok(())));
+        match (body, freshness) {
+            (Some(body), Some(freshness)) => {
+                let object = Arc::new(CachedObject { headers, body, stored_at: std::time::SystemTime::now(), freshness });
+                self.store(flight, key, object).await;
+            }
+            (Some(body), None) => {
+                use std::sync::atomic::Ordering::SeqCst;
+                if !flight.purged.load(SeqCst) {
+                    self.tiers.negative.insert(key, NotFound { headers, body });
+                }
+                // As for objects: a purge that landed meanwhile wins.
+                if flight.purged.load(SeqCst) {
+                    self.tiers.negative.purge(key);
+                }
+            }
+            _ => {}
+        }
     }
 
     async fn store(&self, flight: &Flight, key: &str, object: Arc<CachedObject>) {
@@ -284,4 +336,11 @@ impl Flights {
             self.tiers.purge(key);
         }
     }
+}
+
+/// Whether the origin asked that this answer not be kept by a shared cache.
+fn no_store(headers: &HeaderMap) -> bool {
+    headers.get(header::CACHE_CONTROL).and_then(|v| v.to_str().ok()).is_some_and(|cc| {
+        cc.split(',').map(|d| d.trim().to_ascii_lowercase()).any(|d| d == "no-store" || d == "private")
+    })
 }

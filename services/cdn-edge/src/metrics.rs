@@ -14,6 +14,10 @@ pub struct EdgeMetrics {
     pub memory_bytes: IntGauge,
     pub disk_bytes: IntGauge,
     pub viewers_live: IntGauge,
+    pub negative_hits: IntCounter,
+    pub negative_bytes: IntGauge,
+    pub flight_bytes: IntGauge,
+    pub flight_spills: IntCounter,
 }
 
 impl EdgeMetrics {
@@ -34,6 +38,10 @@ impl EdgeMetrics {
             memory_bytes: m.register(IntGauge::new("edge_memory_cache_bytes", "Bytes held by the memory tier").unwrap()),
             disk_bytes: m.register(IntGauge::new("edge_disk_cache_bytes", "Bytes held by the disk tier").unwrap()),
             viewers_live: m.register(IntGauge::new("edge_viewers_live", "Viewer sessions that fetched from this edge within the session TTL").unwrap()),
+            negative_hits: m.register(IntCounter::new("edge_negative_hits_total", "404s answered from the negative cache, without an origin fetch").unwrap()),
+            negative_bytes: m.register(IntGauge::new("edge_negative_cache_bytes", "Bytes held by remembered 404s").unwrap()),
+            flight_bytes: m.register(IntGauge::new("edge_flight_bytes", "Bytes reserved by in-flight coalesced fetches (EDGE_FLIGHT_BYTES is the limit)").unwrap()),
+            flight_spills: m.register(IntCounter::new("edge_flight_spills_total", "Fetches that would have passed EDGE_FLIGHT_BYTES and were passed through unbuffered").unwrap()),
         }
     }
 }

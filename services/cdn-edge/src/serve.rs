@@ -9,7 +9,12 @@
 //!
 //! `X-Cache`: `HIT` — no origin request was made for this response
 //! (including a request that joined another's fetch); `MISS` — this request
-//! caused one; `STALE` — served past its freshness; `PASS` — not cacheable.
+//! caused one; `STALE` — served past its freshness; `PASS` — not cacheable,
+//! or not buffered this time (the flights' byte budget ran out). A 404
+//! `HIT` is a remembered one ([`crate::negative`]).
+//!
+//! Paths with dot segments or encoded separators never get here: a layer
+//! refuses them first (`shared::delivery::paths`).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -18,7 +23,7 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use futures::TryStreamExt;
+use futures::{StreamExt, TryStreamExt};
 use shared::error::Problem;
 use shared::layout;
 use shared::range::{self, RangeRequest};
@@ -110,7 +115,7 @@ impl EdgeState {
                 let p = Problem::new(StatusCode::BAD_GATEWAY, "origin-unreachable", "Origin unreachable", "The edge could not reach the origin and holds no copy of this object. Retry shortly.");
                 (Outcome::Miss, p.into_response())
             }
-            Head::TooLarge => (Outcome::Pass, self.pass(uri, method, headers).await),
+            Head::TooLarge | Head::Spilled => (Outcome::Pass, self.pass(uri, method, headers).await),
             Head::Response { status, headers: h, len } => (fetched, from_flight(flight, *status, h, *len, method, headers, sid).await),
         }
     }
@@ -131,11 +136,15 @@ impl EdgeState {
         let lower = label.to_ascii_lowercase();
         self.metrics.requests.with_label_values(&[&lower]).inc();
         self.metrics.ttfb.with_label_values(&[&lower]).observe(started.elapsed().as_secs_f64());
+        if matches!(outcome, Outcome::Hit) && res.status() == StatusCode::NOT_FOUND {
+            self.metrics.negative_hits.inc();
+        }
         let h = res.headers_mut();
         h.insert("x-cache", HeaderValue::from_static(label));
         h.insert("x-edge-region", self.region.clone());
         let served = self.metrics.bytes_served.clone();
-        res.map(|body| Body::from_stream(body.into_data_stream().inspect_ok(move |b| served.inc_by(b.len() as u64))))
+        // Fused, whatever the body inside: the compression layer polls again after the end.
+        res.map(|body| Body::from_stream(body.into_data_stream().inspect_ok(move |b| served.inc_by(b.len() as u64)).fuse()))
     }
 }
 

@@ -9,10 +9,12 @@ use shared::server::{with_operational_routes, Server};
 use shared::sessions::{Heartbeats, Sessions};
 
 use crate::configuration::Settings;
+use crate::budget::FlightBudget;
 use crate::disk::Disk;
 use crate::fetch::Origin;
 use crate::flight::Flights;
 use crate::memory::Memory;
+use crate::negative::Negative;
 use crate::tiers::Tiers;
 use crate::metrics::EdgeMetrics;
 use crate::purge::{purge, Purger};
@@ -34,9 +36,10 @@ pub async fn build(settings: Settings) -> anyhow::Result<Server> {
     let origin = Origin::new(&settings.origin_url, edge_metrics.origin_fetches.clone())?;
     let redis = settings.redis.cache()?;
     let heartbeats = Heartbeats::new(Sessions::new(redis.clone(), settings.session_ttl.0), &settings.node);
-    let tiers = Tiers { memory, disk };
+    let tiers = Tiers { memory, disk, negative: Negative::new(settings.negative_ttl.0, settings.negative_bytes.0) };
+    let budget = FlightBudget::new(settings.flight_bytes.0, edge_metrics.flight_bytes.clone(), edge_metrics.flight_spills.clone());
     let state = EdgeState {
-        flights: Flights::new(origin, tiers.clone(), settings.max_object_bytes.0),
+        flights: Flights::new(origin, tiers.clone(), settings.max_object_bytes.0, budget),
         tiers: tiers.clone(),
         region: HeaderValue::from_str(&settings.region)?,
         metrics: edge_metrics.clone(),
@@ -62,7 +65,7 @@ pub async fn build(settings: Settings) -> anyhow::Result<Server> {
         .route("/purge", post(purge).with_state(purger))
         .layer(shared::delivery::manifest_compression())
         .layer(shared::delivery::player_cors());
-    let app = with_operational_routes(router, readiness, metrics);
+    let app = with_operational_routes(router, readiness, metrics).layer(axum::middleware::from_fn(shared::delivery::paths::refuse_unnormalised));
     Ok(Server::new(settings.http.bind().await?, app, settings.http.shutdown_grace.0).with_task(subscriber).with_task(gauges))
 }
 
@@ -73,6 +76,7 @@ async fn update_gauges(st: EdgeState) {
         tick.tick().await;
         st.metrics.memory_bytes.set(st.tiers.memory.bytes() as i64);
         st.metrics.disk_bytes.set(st.tiers.disk.as_ref().map_or(0, |d| d.bytes()) as i64);
+        st.metrics.negative_bytes.set(st.tiers.negative.bytes() as i64);
         st.metrics.viewers_live.set(st.heartbeats.live_here() as i64);
     }
 }

@@ -1,17 +1,20 @@
 //! The two cache tiers as one store: memory in front of an optional disk.
 //! A disk hit is promoted to memory; a store or a purge reaches both. The
-//! request path, the flights and the purge API all go through here.
+//! request path, the flights and the purge API all go through here, and so
+//! do remembered 404s ([`Negative`]), which a purge must clear as well.
 
 use std::sync::Arc;
 
 use crate::disk::Disk;
 use crate::memory::Memory;
+use crate::negative::Negative;
 use crate::object::CachedObject;
 
 #[derive(Clone)]
 pub struct Tiers {
     pub memory: Memory,
     pub disk: Option<Disk>,
+    pub negative: Negative,
 }
 
 impl Tiers {
@@ -33,6 +36,7 @@ impl Tiers {
     }
 
     pub fn purge(&self, key: &str) {
+        self.negative.purge(key);
         self.memory.purge(key);
         if let Some(d) = &self.disk {
             d.purge(key);
@@ -40,6 +44,7 @@ impl Tiers {
     }
 
     pub fn purge_prefix(&self, prefix: &str) {
+        self.negative.purge_prefix(prefix);
         self.memory.purge_prefix(prefix);
         if let Some(d) = &self.disk {
             d.purge_prefix(prefix);

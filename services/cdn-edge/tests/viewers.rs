@@ -137,6 +137,7 @@ async fn steering_moves_sessions_to_the_secondary_above_the_threshold_and_back_b
         ("STEERING_ACTIVATE_ABOVE", "3".into()),
         ("STEERING_RELEASE_BELOW", "2".into()),
         ("STEERING_TTL", "1s".into()),
+        ("VIEWER_REGIONS", "eu,us".into()),
     ];
     let origin = origin(&c.world, &steering).await;
     let me = join(&origin.url(), &c, "eu").await;

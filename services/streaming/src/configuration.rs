@@ -6,6 +6,7 @@ use shared::configuration::{ByteSize, Env, Seconds};
 use shared::db::DatabaseSettings;
 use shared::playlist::Pathway;
 use shared::server::HttpSettings;
+use shared::sessions::Regions;
 use shared::storage::S3Settings;
 use shared::telemetry::TelemetrySettings;
 
@@ -19,7 +20,11 @@ pub struct Settings {
     /// This origin's name in the per-node viewer counts.
     pub node: String,
     pub cache: CachePolicy,
+    /// How long "there is no such video" is remembered (0: not at all).
+    pub negative_ttl: Seconds,
     pub session_ttl: Seconds,
+    /// Regions viewers are counted and steered in; any other hint is "other".
+    pub regions: Regions,
     pub cap: CapSettings,
     pub steering: SteeringSettings,
 }
@@ -103,7 +108,9 @@ impl Settings {
                     "Cache-Control of segments, init segments and images",
                 ),
             },
+            negative_ttl: env.optional("ORIGIN_NEGATIVE_TTL", "5s", "how long an unknown video id is answered 404 without asking the catalogue again (0: always ask)"),
             session_ttl: env.optional("VIEWER_SESSION_TTL", "30s", "a viewer counts as live this long after its last fetch"),
+            regions: env.optional("VIEWER_REGIONS", "", "regions viewers are counted and steered in, comma-separated; any other ?region= or X-Viewer-Region value counts as \"other\""),
             cap: CapSettings {
                 egress_above: env.optional("BITRATE_CAP_EGRESS_ABOVE", "0", "egress per second above which new sessions lose top rungs (0: ignore egress)"),
                 egress_below: env.optional("BITRATE_CAP_EGRESS_BELOW", "0", "egress per second below which the cap may lift"),

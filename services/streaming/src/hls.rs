@@ -6,7 +6,13 @@
 //!
 //! Readiness, and the folder of the attempt that committed, come from the
 //! catalogue (cached briefly: `ready` is terminal, so a short TTL only delays
-//! a deletion). Public paths never name the attempt. Bodies stream from S3.
+//! a deletion). So does absence: an id the catalogue does not know is
+//! answered 404 from memory for ORIGIN_NEGATIVE_TTL, so random
+//! `/hls/<uuid>/…` URLs cost one query per id and TTL, not one each. Only
+//! absence is remembered, not "not ready yet": ids are minted by the upload
+//! services, so an unknown id does not become a video a moment later, while
+//! a processing one does. Public paths never name the attempt. Bodies
+//! stream from S3.
 
 use std::sync::Arc;
 
@@ -14,7 +20,7 @@ use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
-use futures::TryStreamExt;
+use futures::{StreamExt, TryStreamExt};
 use serde::Deserialize;
 use shared::error::Problem;
 use shared::extract::VideoId;
@@ -33,6 +39,9 @@ pub struct OriginState {
     pub storage: Storage,
     /// Ready videos and the S3 folder each is served from.
     pub ready: moka::future::Cache<Uuid, String>,
+    /// Ids the catalogue lately did not know (None: not remembered).
+    pub absent: Option<moka::future::Cache<Uuid, ()>>,
+    pub regions: Arc<shared::sessions::Regions>,
     /// Stored playlists by S3 key, bounded in bytes: a committed folder never
     /// changes, and every session's copy is rewritten from the stored one.
     pub playlists: moka::future::Cache<String, Arc<str>>,
@@ -97,6 +106,12 @@ impl OriginState {
         if let Some(prefix) = self.ready.get(&id).await {
             return Ok(prefix);
         }
+        let absent = || not_found(format!("there is no video {id}"));
+        if self.absent.as_ref().is_some_and(|a| a.contains_key(&id)) {
+            self.metrics.negative_hits.inc();
+            return Err(absent());
+        }
+        self.metrics.catalogue_lookups.inc();
         match self.videos.get(id).await {
             Ok(Some(v)) if v.status == "ready" => {
                 let Some(prefix) = v.master_key.as_deref().and_then(layout::served_prefix).map(str::to_owned) else {
@@ -106,7 +121,12 @@ impl OriginState {
                 Ok(prefix)
             }
             Ok(Some(v)) => Err(not_found(format!("video {id} is not ready (status: {})", v.status))),
-            Ok(None) => Err(not_found(format!("there is no video {id}"))),
+            Ok(None) => {
+                if let Some(a) = &self.absent {
+                    a.insert(id, ()).await;
+                }
+                Err(absent())
+            }
             Err(e) => Err(Problem::unavailable("catalogue", &e).into_response()),
         }
     }
@@ -187,7 +207,8 @@ pub async fn get_object(State(st): State<OriginState>, method: Method, Path((raw
         Body::empty()
     } else {
         let egress = st.metrics.egress_bytes.clone();
-        let stream = tokio_util::io::ReaderStream::new(out.body.into_async_read()).inspect_ok(move |b| egress.inc_by(b.len() as u64));
+        // Fused: the compression layer polls a body again after its end (issue 19).
+        let stream = tokio_util::io::ReaderStream::new(out.body.into_async_read()).inspect_ok(move |b| egress.inc_by(b.len() as u64)).fuse();
         Body::from_stream(stream)
     };
     res.body(body).unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())

@@ -17,7 +17,7 @@ use axum::response::{IntoResponse, Response};
 use shared::error::Problem;
 use shared::layout;
 use shared::playlist::{rewrite_master, MasterOptions};
-use shared::sessions::{label, Session, SessionId};
+use shared::sessions::{Regions, Session, SessionId};
 use uuid::Uuid;
 
 use crate::hls::{not_found, private_text, OriginState, ViewerQuery};
@@ -36,7 +36,7 @@ pub async fn get_master(st: OriginState, id: Uuid, method: Method, q: ViewerQuer
         Ok(None) => return not_found(format!("video {id} has no master playlist")),
         Err(e) => return Problem::unavailable("object storage", &e).into_response(),
     };
-    let region = viewer_region(q.region.as_deref(), &headers);
+    let region = viewer_region(&st.regions, q.region.as_deref(), &headers);
     let session = match session_for(&st, id, q.sid.as_deref(), region).await {
         Ok(s) => Some(s),
         Err(e) => {
@@ -82,9 +82,10 @@ async fn session_for(st: &OriginState, video: Uuid, sid: Option<&str>, region: S
     issue(st, video, region).await
 }
 
-/// The viewer's region: the query's, else the load balancer's header.
-pub fn viewer_region(query: Option<&str>, headers: &HeaderMap) -> String {
-    label(query.or_else(|| headers.get(REGION_HEADER).and_then(|v| v.to_str().ok())))
+/// The viewer's region: the query's, else the load balancer's header;
+/// "other" unless it is a configured one.
+pub fn viewer_region(regions: &Regions, query: Option<&str>, headers: &HeaderMap) -> String {
+    regions.label(query.or_else(|| headers.get(REGION_HEADER).and_then(|v| v.to_str().ok())))
 }
 
 /// A new session: the cap and the primary pathway as they are now.

@@ -14,6 +14,8 @@ pub struct OriginMetrics {
     pub capped_sessions: IntCounter,
     pub steering_active: IntGaugeVec,
     pub steering_answers: IntCounterVec,
+    pub catalogue_lookups: IntCounter,
+    pub negative_hits: IntCounter,
 }
 
 impl OriginMetrics {
@@ -27,6 +29,8 @@ impl OriginMetrics {
             cap_active: m.register(IntGauge::new("origin_bitrate_cap_active", "1 while new sessions get master playlists without their top rungs").unwrap()),
             capped_sessions: m.register(IntCounter::new("origin_capped_sessions_total", "Sessions issued while the bitrate cap was on").unwrap()),
             steering_active: m.register(IntGaugeVec::new(Opts::new("steering_secondary_active", "1 while a region's secondary pathway takes viewers"), &["region"]).unwrap()),
+            catalogue_lookups: m.register(IntCounter::new("origin_catalogue_lookups_total", "Catalogue (PostgreSQL) queries for whether a video is served").unwrap()),
+            negative_hits: m.register(IntCounter::new("origin_negative_hits_total", "Requests for an unknown video answered 404 from memory, without a catalogue query").unwrap()),
             steering_answers: m.register(IntCounterVec::new(Opts::new("steering_answers_total", "Steering answers by the pathway put first"), &["pathway"]).unwrap()),
         }
     }

@@ -20,6 +20,8 @@ use crate::metrics::OriginMetrics;
 
 /// Stored playlist texts kept in memory, in bytes.
 const PLAYLIST_CACHE_BYTES: u64 = 64 << 20;
+/// Unknown video ids remembered at once (a few MiB at most).
+const ABSENT_IDS: u64 = 100_000;
 
 /// Connects, migrates and binds; the returned server reports its port before serving.
 pub async fn build(settings: Settings) -> anyhow::Result<Server> {
@@ -37,6 +39,8 @@ pub async fn build(settings: Settings) -> anyhow::Result<Server> {
         videos: Videos::new(pool.clone()),
         storage: storage.clone(),
         ready: moka::future::Cache::builder().max_capacity(100_000).time_to_live(Duration::from_secs(10)).build(),
+        absent: (!settings.negative_ttl.0.is_zero()).then(|| moka::future::Cache::builder().max_capacity(ABSENT_IDS).time_to_live(settings.negative_ttl.0).build()),
+        regions: Arc::new(settings.regions.clone()),
         playlists: moka::future::Cache::builder()
             .max_capacity(PLAYLIST_CACHE_BYTES)
             .weigher(|k: &String, v: &Arc<str>| (k.len() + v.len()).try_into().unwrap_or(u32::MAX))
@@ -66,6 +70,6 @@ pub async fn build(settings: Settings) -> anyhow::Result<Server> {
         .with_state(state)
         .layer(shared::delivery::manifest_compression())
         .layer(shared::delivery::player_cors());
-    let app = with_operational_routes(router, readiness, metrics);
+    let app = with_operational_routes(router, readiness, metrics).layer(axum::middleware::from_fn(shared::delivery::paths::refuse_unnormalised));
     Ok(Server::new(settings.http.bind().await?, app, settings.http.shutdown_grace.0).with_task(measuring))
 }

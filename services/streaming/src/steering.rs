@@ -80,7 +80,8 @@ async fn session_steer(st: &OriginState, sid: &SessionId) -> anyhow::Result<Stri
 async fn steer(st: &OriginState, session: &Session) -> anyhow::Result<String> {
     let pathways = &st.steering.pathways;
     let (primary, secondary) = (&pathways[0].id, &pathways[1].id);
-    let region = &session.region;
+    // A session issued before VIEWER_REGIONS changed may name any region.
+    let region = &st.regions.label(Some(&session.region));
     let live = st.sessions.live(&[Live::Region(region), Live::Pathway(region, primary)]).await?;
     let (region_live, primary_live) = (live[0], live[1]);
     let flag = format!("secondary-active:{region}");
@@ -112,7 +113,7 @@ pub async fn play(State(st): State<OriginState>, VideoId(id): VideoId, Query(q):
     if let Err(res) = st.served_prefix(id).await {
         return res;
     }
-    let region = crate::master::viewer_region(q.region.as_deref(), &headers);
+    let region = crate::master::viewer_region(&st.regions, q.region.as_deref(), &headers);
     let session = match crate::master::issue(&st, id, region).await {
         Ok(s) => s,
         Err(e) => return Problem::unavailable("viewer sessions", &e).into_response(),
