@@ -20,6 +20,7 @@
 //! - [`server`] — the HTTP server wrapper every service runs in.
 //! - [`videos`] — the catalogue and the upload intake.
 //! - [`transcodes`] — a transcode's transitions: claim, commit, fail, revive.
+//! - [`reconcile`] — upload bytes no row knows (a crash mid-upload), removed.
 
 pub mod backends;
 pub mod cache;
@@ -35,6 +36,7 @@ pub mod playlist;
 pub mod queue;
 pub mod range;
 pub mod ratelimit;
+pub mod reconcile;
 pub mod server;
 pub mod sessions;
 pub mod storage;

@@ -283,6 +283,76 @@ impl Storage {
         Ok(self.head(key).await?.and_then(|h| h.content_length()).map(|n| n as u64))
     }
 
+    /// Keys under `prefix` last written before `cutoff`.
+    pub async fn keys_older_than(&self, prefix: &str, cutoff: std::time::SystemTime) -> anyhow::Result<Vec<String>> {
+        let cutoff = S3DateTime::from(cutoff);
+        let mut keys = Vec::new();
+        let mut pages = self.client.list_objects_v2().bucket(&self.bucket).prefix(prefix).into_paginator().send();
+        while let Some(page) = pages.next().await {
+            let page = page.context("ListObjectsV2")?;
+            keys.extend(page.contents().iter().filter(|o| o.last_modified().is_some_and(|t| *t < cutoff)).filter_map(|o| o.key().map(str::to_owned)));
+        }
+        Ok(keys)
+    }
+
+    /// Open multipart uploads under `prefix` started before `cutoff`, as (key, upload id), every page.
+    pub async fn multipart_uploads_older_than(&self, prefix: &str, cutoff: std::time::SystemTime) -> anyhow::Result<Vec<(String, String)>> {
+        let cutoff = S3DateTime::from(cutoff);
+        let (mut out, mut key_marker, mut id_marker) = (Vec::new(), None::<String>, None::<String>);
+        // Bounded: a listing that never ends is a server bug, not a reason to loop forever.
+        for _ in 0..10_000 {
+            let page = self
+                .client
+                .list_multipart_uploads()
+                .bucket(&self.bucket)
+                .prefix(prefix)
+                .set_key_marker(key_marker.take())
+                .set_upload_id_marker(id_marker.take())
+                .send()
+                .await
+                .context("ListMultipartUploads")?;
+            out.extend(
+                page.uploads()
+                    .iter()
+                    .filter(|u| u.initiated().is_some_and(|t| *t < cutoff))
+                    .filter_map(|u| Some((u.key()?.to_owned(), u.upload_id()?.to_owned()))),
+            );
+            if !page.is_truncated().unwrap_or(false) {
+                return Ok(out);
+            }
+            key_marker = page.next_key_marker().map(str::to_owned);
+            id_marker = page.next_upload_id_marker().map(str::to_owned);
+        }
+        Ok(out)
+    }
+
+    /// Asks the server to abort multipart uploads `days` after they start,
+    /// unless the bucket already has lifecycle rules (an operator's, kept).
+    /// Returns whether the rule is in place; servers without lifecycle
+    /// support answer an error, which is the caller's to log.
+    pub async fn expire_incomplete_multipart(&self, days: i32) -> anyhow::Result<bool> {
+        use aws_sdk_s3::types::{AbortIncompleteMultipartUpload, BucketLifecycleConfiguration, ExpirationStatus, LifecycleRule, LifecycleRuleFilter};
+        if let Ok(existing) = self.client.get_bucket_lifecycle_configuration().bucket(&self.bucket).send().await {
+            return Ok(existing.rules().iter().any(|r| r.abort_incomplete_multipart_upload().is_some()));
+        }
+        let rule = LifecycleRule::builder()
+            .id("abort-incomplete-multipart")
+            .status(ExpirationStatus::Enabled)
+            .filter(LifecycleRuleFilter::builder().prefix("").build())
+            .abort_incomplete_multipart_upload(AbortIncompleteMultipartUpload::builder().days_after_initiation(days).build())
+            .build()
+            .context("lifecycle rule")?;
+        let config = BucketLifecycleConfiguration::builder().rules(rule).build().context("lifecycle configuration")?;
+        self.client
+            .put_bucket_lifecycle_configuration()
+            .bucket(&self.bucket)
+            .lifecycle_configuration(config)
+            .send()
+            .await
+            .context("PutBucketLifecycleConfiguration")?;
+        Ok(true)
+    }
+
     pub async fn abort_multipart(&self, key: &str, upload_id: &str) -> anyhow::Result<()> {
         self.client
             .abort_multipart_upload()

@@ -20,6 +20,15 @@ pub struct UploadSettings {
     pub parts_in_flight: usize,
     pub idle_timeout: Seconds,
     pub republish_every: Seconds,
+    pub reconcile: ReconcileSettings,
+}
+
+/// The reconciler of orphaned upload bytes ([`shared::reconcile`]).
+#[derive(Debug, Clone, Default)]
+pub struct ReconcileSettings {
+    pub every: Seconds,
+    pub grace: Seconds,
+    pub lifecycle_days: i32,
 }
 
 impl Settings {
@@ -41,6 +50,11 @@ impl UploadSettings {
             parts_in_flight: env.optional("UPLOAD_PARTS_IN_FLIGHT", "3", "parts uploading to S3 at once per upload"),
             idle_timeout: env.optional("UPLOAD_IDLE_TIMEOUT", "60s", "an upload sending nothing for this long is dropped"),
             republish_every: env.optional("UPLOAD_REPUBLISH_INTERVAL", "30s", "how often uploads whose job publish failed are re-enqueued"),
+            reconcile: ReconcileSettings {
+                every: env.optional("RECONCILE_INTERVAL", "10m", "how often upload objects and multipart uploads that no row knows are removed"),
+                grace: env.optional("RECONCILE_GRACE", "6h", "only bytes older than this are judged: longer than any upload request may last"),
+                lifecycle_days: env.optional("RECONCILE_LIFECYCLE_DAYS", "3", "bucket lifecycle rule: the server aborts multipart uploads this many days old (where supported)"),
+            },
         };
         if s.part_bytes.0 < shared::storage::MIN_PART_BYTES {
             env.invalid(format!("UPLOAD_PART_BYTES={} is below S3's 5MiB minimum part size", s.part_bytes.0));

@@ -4,6 +4,7 @@
 
 
 use shared::metrics::Metrics;
+use shared::reconcile::Reconciler;
 use shared::server::{with_operational_routes, Server};
 use shared::videos::{republish_stranded, Videos};
 
@@ -26,7 +27,11 @@ pub async fn build(settings: Settings) -> anyhow::Result<Server> {
         upload: settings.upload.clone(),
         metrics: UploadMetrics::new(&metrics),
     };
+    let rc = &settings.upload.reconcile;
+    let reconciler = Reconciler::new(backends.pool.clone(), state.storage.clone(), rc.grace.0, &metrics.registry);
     let app = with_operational_routes(router(state), readiness, metrics);
     let server = Server::new(settings.http.bind().await?, app, settings.http.shutdown_grace.0);
-    Ok(server.with_task(tokio::spawn(republish_stranded(videos, publisher, settings.upload.republish_every.0, 100))))
+    Ok(server
+        .with_task(tokio::spawn(republish_stranded(videos, publisher, settings.upload.republish_every.0, 100)))
+        .with_task(tokio::spawn(reconciler.run(rc.every.0, rc.lifecycle_days))))
 }
