@@ -4,6 +4,8 @@
 //! Everything here talks to the native stack (`scripts/stack up`) over
 //! loopback; nothing is simulated.
 
+pub mod conformance;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
