@@ -46,6 +46,7 @@ fn stack_vars(service: &str) -> BTreeSet<String> {
 
 #[test]
 fn compose_and_the_native_stack_give_each_service_exactly_what_it_reads() {
+    let _panics = e2e::PanicWatch::start();
     let rendered = run(Command::new("docker-compose").arg("-f").arg(repo().join("docker-compose.yml")).arg("config"));
     let compose: serde_yaml::Value = serde_yaml::from_str(&rendered).unwrap();
     for (service, binary) in SERVICES {
@@ -63,6 +64,7 @@ fn compose_and_the_native_stack_give_each_service_exactly_what_it_reads() {
 
 #[test]
 fn compose_builds_each_service_from_the_dockerfile_and_gates_on_health() {
+    let _panics = e2e::PanicWatch::start();
     let rendered = run(Command::new("docker-compose").arg("-f").arg(repo().join("docker-compose.yml")).arg("config"));
     let compose: serde_yaml::Value = serde_yaml::from_str(&rendered).unwrap();
     let dockerfile = std::fs::read_to_string(repo().join("Dockerfile")).unwrap();
@@ -81,6 +83,7 @@ fn compose_builds_each_service_from_the_dockerfile_and_gates_on_health() {
 
 #[test]
 fn every_variable_a_binary_reads_is_documented_in_env_example() {
+    let _panics = e2e::PanicWatch::start();
     let doc = std::fs::read_to_string(repo().join(".env.example")).unwrap();
     for (_, binary) in SERVICES {
         for name in binary_vars(binary).0 {

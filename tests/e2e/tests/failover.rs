@@ -86,6 +86,7 @@ async fn play_through_an_edge_stop(stack: &Stack, front: &str, edge: &str, objec
 
 #[tokio::test]
 async fn an_edge_stopped_during_playback_behind_nginx_and_behind_haproxy_fails_no_viewer_request() {
+    let _panics = e2e::PanicWatch::start();
     let stack = Stack::from_env();
     let client = stack.client().unwrap();
     let id = ready_clip(&client, &stack.nginx_http, "failover", 12, 640, 360, Duration::from_secs(300)).await;

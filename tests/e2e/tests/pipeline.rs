@@ -11,6 +11,7 @@ const READY_TIMEOUT: Duration = Duration::from_secs(300);
 
 #[tokio::test]
 async fn a_720p_upload_over_http2_becomes_an_aligned_ladder_playable_through_both_front_doors() {
+    let _panics = e2e::PanicWatch::start();
     let stack = Stack::from_env();
     let client = stack.client().unwrap();
     let dir = tempfile_dir();
@@ -100,6 +101,7 @@ async fn a_720p_upload_over_http2_becomes_an_aligned_ladder_playable_through_bot
 
 #[tokio::test]
 async fn concurrent_misses_for_one_object_make_one_origin_request() {
+    let _panics = e2e::PanicWatch::start();
     let stack = Stack::from_env();
     let client = stack.client().unwrap();
     let id = ready_clip(&client, &stack.nginx_http, "coalescing", 4, 640, 360, READY_TIMEOUT).await;
@@ -144,6 +146,7 @@ async fn concurrent_misses_for_one_object_make_one_origin_request() {
 
 #[tokio::test]
 async fn non_video_bytes_fail_with_a_reason_after_exactly_one_attempt() {
+    let _panics = e2e::PanicWatch::start();
     let stack = Stack::from_env();
     let client = stack.client().unwrap();
     let res = client
@@ -175,6 +178,7 @@ async fn non_video_bytes_fail_with_a_reason_after_exactly_one_attempt() {
 
 #[tokio::test]
 async fn the_front_door_answers_bad_uploads_with_problem_json() {
+    let _panics = e2e::PanicWatch::start();
     let stack = Stack::from_env();
     let client = stack.client().unwrap();
     let url = format!("{}/api/v1/videos", stack.nginx_https);
@@ -195,6 +199,7 @@ fn tempfile_dir() -> tempfile::TempDir {
 
 #[tokio::test]
 async fn each_front_door_speaks_the_protocols_it_advertises() {
+    let _panics = e2e::PanicWatch::start();
     let stack = Stack::from_env();
     let h2c = reqwest::Client::builder().http2_prior_knowledge().build().unwrap();
     let h1 = reqwest::Client::builder().http1_only().build().unwrap();

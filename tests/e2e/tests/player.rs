@@ -76,6 +76,7 @@ fn frag_from(host: &'static str) -> impl Fn(&Value) -> bool {
 
 #[tokio::test]
 async fn hls_js_in_chromium_plays_through_the_front_door_and_follows_steering_both_ways() {
+    let _panics = e2e::PanicWatch::start();
     let stack = Stack::from_env();
     let client = stack.client().unwrap();
     let id = ready_clip(&client, &stack.nginx_http, "player", 60, 640, 360, Duration::from_secs(600)).await;

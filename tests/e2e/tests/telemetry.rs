@@ -11,6 +11,7 @@ use e2e::{binary, free_port};
 
 #[tokio::test]
 async fn spans_are_exported_over_otlp_when_an_endpoint_is_set() {
+    let _panics = e2e::PanicWatch::start();
     // The receiver: records (path, content type, body size) of every POST.
     let seen: Arc<Mutex<Vec<(String, String, usize)>>> = Arc::default();
     let record = seen.clone();

@@ -178,6 +178,7 @@ async fn assert_became_ready_video(stack: &Stack, url: &str) {
 
 #[tokio::test]
 async fn tuspy_uploads_200_mib_through_nginx_with_checksums_and_it_becomes_a_ready_video() {
+    let _panics = e2e::PanicWatch::start();
     let stack = Stack::from_env();
     let src = source().await;
     let store = tempfile::tempdir().unwrap();
@@ -195,6 +196,7 @@ async fn tuspy_uploads_200_mib_through_nginx_with_checksums_and_it_becomes_a_rea
 
 #[tokio::test]
 async fn tus_js_client_uploads_200_mib_through_haproxy_and_it_becomes_a_ready_video() {
+    let _panics = e2e::PanicWatch::start();
     let stack = Stack::from_env();
     let src = source().await;
     let endpoint = format!("{}/api/v1/uploads/", stack.haproxy);
@@ -210,6 +212,7 @@ async fn tus_js_client_uploads_200_mib_through_haproxy_and_it_becomes_a_ready_vi
 
 #[tokio::test]
 async fn tus_js_client_parallel_upload_of_four_partials_concatenates_into_a_ready_video() {
+    let _panics = e2e::PanicWatch::start();
     let stack = Stack::from_env();
     let src = source().await;
     let endpoint = format!("{}/api/v1/uploads/", stack.nginx_http);
@@ -238,6 +241,7 @@ async fn tus_js_client_parallel_upload_of_four_partials_concatenates_into_a_read
 
 #[tokio::test]
 async fn uploads_cut_off_halfway_resume_in_a_fresh_client_process() {
+    let _panics = e2e::PanicWatch::start();
     let stack = Stack::from_env();
     let src = source().await;
     let http = stack.client().unwrap();
@@ -307,6 +311,7 @@ async fn wait_ready(port: u16) {
 
 #[tokio::test]
 async fn the_service_killed_mid_upload_restarts_and_the_upload_resumes_and_completes() {
+    let _panics = e2e::PanicWatch::start();
     let stack = Stack::from_env();
     let src = source().await;
     let port = free_port();
