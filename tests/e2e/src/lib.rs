@@ -6,6 +6,10 @@
 
 pub mod conformance;
 
+pub mod panics;
+
+pub use panics::PanicWatch;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -271,14 +275,19 @@ pub fn stack_env(service: &str) -> Vec<(String, String)> {
 }
 
 /// Starts `binary` with exactly the stack's environment of `service` plus
-/// `overrides`, its output discarded.
+/// `overrides`. Its output is appended to `e2e-{service}.log` among the
+/// stack's logs, where [`PanicWatch`] and `scripts/test` look for panics.
 pub fn spawn_stack_service(service: &str, binary_name: &str, overrides: &[(&str, String)]) -> Process {
+    let logs = Stack::from_env().stack_dir.join("logs");
+    let log = std::fs::create_dir_all(&logs)
+        .and_then(|_| std::fs::OpenOptions::new().create(true).append(true).open(logs.join(format!("e2e-{service}.log"))))
+        .unwrap_or_else(|e| panic!("log file for {service} in {}: {e}", logs.display()));
     let child = Command::new(binary(binary_name))
         .env_clear()
         .envs(stack_env(service))
         .envs(overrides.iter().map(|(k, v)| (*k, v)))
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
+        .stdout(log.try_clone().expect("log file handle"))
+        .stderr(log)
         .spawn()
         .unwrap_or_else(|e| panic!("{binary_name} starts: {e}"));
     Process(child)
