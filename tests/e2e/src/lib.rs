@@ -6,6 +6,7 @@
 
 pub mod conformance;
 
+pub mod front_door;
 pub mod panics;
 
 pub use panics::PanicWatch;

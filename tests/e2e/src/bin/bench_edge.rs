@@ -13,7 +13,7 @@
 //!    through; everything else is fetched once).
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
@@ -25,25 +25,6 @@ const RUN: Duration = Duration::from_secs(6);
 const TTFB_SAMPLES: usize = 300;
 const VIEWERS: usize = 100;
 const SEGMENTS: usize = 10;
-
-/// NGINX, stopped with SIGTERM so its master takes the workers along (a
-/// SIGKILL would orphan them, holding our stdout open); SIGKILL after 5 s.
-struct Nginx(Child);
-
-impl Drop for Nginx {
-    fn drop(&mut self) {
-        let _ = Command::new("kill").args(["-TERM", &self.0.id().to_string()]).status();
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.0.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn spawn(bin: &str, env: &[(&str, String)], log: &Path) -> anyhow::Result<e2e::Process> {
     let log = std::fs::File::create(log)?;
@@ -186,7 +167,7 @@ async fn main() -> anyhow::Result<()> {
     let edge = format!("http://127.0.0.1:{edge_port}");
     wait_ready(&format!("{edge}/health/ready")).await?;
     std::fs::write(scratch.path().join("nginx.conf"), nginx_conf(scratch.path(), nginx_port, &format!("127.0.0.1:{origin_port}")))?;
-    let _nginx = Nginx(Command::new("nginx").args(["-c", &scratch.path().join("nginx.conf").display().to_string(), "-p", &scratch.path().display().to_string()]).stdout(Stdio::null()).stderr(Stdio::null()).spawn()?);
+    let _nginx = e2e::front_door::Daemon(Command::new("nginx").args(["-c", &scratch.path().join("nginx.conf").display().to_string(), "-p", &scratch.path().display().to_string()]).stdout(Stdio::null()).stderr(Stdio::null()).spawn()?);
     let nginx = format!("http://127.0.0.1:{nginx_port}");
     wait_ready(&format!("{nginx}/hls/{video}/360p/index.m3u8")).await.with_context(|| format!("nginx did not start; see {}", scratch.path().join("nginx-error.log").display()))?;
 
