@@ -7,6 +7,10 @@
 //! set per dimension scored by last-seen time, pruned whenever touched or
 //! counted, so no set grows past the live sessions plus one TTL of dead ones.
 //! Losing Redis loses counts, never video.
+//!
+//! A view is a session, and a client gets one session per video per window
+//! ([`Sessions::issue_once`]): fetching the master again without its id
+//! returns the same session, so a loop of fetches counts one view.
 
 use std::collections::BTreeMap;
 use std::sync::LazyLock;
@@ -87,6 +91,15 @@ pub struct Session {
     pub dropped_rungs: usize,
 }
 
+/// What [`Sessions::issue_once`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Issued {
+    /// The session asked for was registered and counted as a view.
+    New,
+    /// The client already had this one for the video: no new view.
+    Again(Session),
+}
+
 /// Live counts for the viewers API.
 #[derive(Debug, Clone, Serialize, Default, PartialEq)]
 pub struct Overview {
@@ -145,6 +158,24 @@ end
 return 1
 "#));
 
+/// Registers a session and counts its view, in one step. With a claim key
+/// (one per client and video), a claim whose session still exists returns
+/// that session's id instead: two first fetches at once still make one
+/// session and one view.
+static ISSUE: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(r#"
+local p, sid, video, region, pathway, dropped, keep, claim, window = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], tonumber(ARGV[7]), ARGV[8], tonumber(ARGV[9])
+if claim ~= '' then
+  local prior = redis.call('GET', claim)
+  if prior and redis.call('EXISTS', p..':session:'..prior) == 1 then return prior end
+  redis.call('SET', claim, sid, 'EX', window)
+end
+redis.call('HSET', p..':session:'..sid, 'video', video, 'region', region, 'pathway', pathway, 'dropped', dropped)
+redis.call('EXPIRE', p..':session:'..sid, keep)
+redis.call('INCR', p..':views:'..video)
+redis.call('SADD', p..':regions', region)
+return sid
+"#));
+
 /// Moves a session to another pathway: out of the old pathway's live set,
 /// into the new one's.
 static MOVE: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(r#"
@@ -184,21 +215,46 @@ impl Sessions {
     /// Registers a new session and counts a view of its video. No serving
     /// node yet: the edge that will relay it is not known when it is issued.
     pub async fn issue(&self, s: &Session) -> anyhow::Result<()> {
+        self.register(s, None).await.map(|_| ())
+    }
+
+    /// [`Sessions::issue`], once per client and video per `window`: while
+    /// the client's last session for this video exists, asking again gets
+    /// that session back and counts no view. `client` is a stable key of
+    /// the viewer (its address, see `ratelimit::Client`).
+    pub async fn issue_once(&self, s: &Session, client: &str, window: Duration) -> anyhow::Result<Issued> {
+        let claim = self.key(&format!("issued:{}:{client}", s.video));
+        let sid = self.register(s, Some((claim, window.as_secs().max(1)))).await?;
+        if sid == s.id.as_str() {
+            return Ok(Issued::New);
+        }
+        let prior = SessionId::parse(&sid).ok_or_else(|| anyhow::anyhow!("claim holds {sid:?}, not a session id"))?;
+        // Gone between the script and now (it outlives its claim by far): a new one.
+        match self.get(&prior).await? {
+            Some(session) => Ok(Issued::Again(session)),
+            None => self.issue(s).await.map(|_| Issued::New),
+        }
+    }
+
+    async fn register(&self, s: &Session, claim: Option<(String, u64)>) -> anyhow::Result<String> {
         let mut c = self.cache.connection().await?;
-        let key = self.key(&format!("session:{}", s.id.as_str()));
-        let _: () = redis::pipe()
-            .atomic()
-            .hset_multiple(&key, &[("video", s.video.to_string()), ("region", s.region.clone()), ("pathway", s.pathway.clone()), ("dropped", s.dropped_rungs.to_string())])
-            .ignore()
-            .expire(&key, self.keep_secs() as i64)
-            .ignore()
-            .incr(self.key(&format!("views:{}", s.video)), 1)
-            .ignore()
-            .sadd(self.key("regions"), &s.region)
-            .ignore()
-            .query_async(&mut c)
+        let (claim, window) = claim.unwrap_or_default();
+        let sid: String = ISSUE
+            .arg(self.cache.prefix())
+            .arg(s.id.as_str())
+            .arg(s.video.to_string())
+            .arg(&s.region)
+            .arg(&s.pathway)
+            .arg(s.dropped_rungs)
+            .arg(self.keep_secs())
+            .arg(claim)
+            .arg(window)
+            .invoke_async(&mut c)
             .await?;
-        self.touch(&s.id, "").await
+        if sid == s.id.as_str() {
+            self.touch(&s.id, "").await?;
+        }
+        Ok(sid)
     }
 
     /// The session, if it exists.

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use shared::cache::RedisSettings;
 use shared::configuration::{ByteSize, Env, Secret, Seconds};
+use shared::ratelimit::{Action, RateLimitSettings};
 use shared::server::HttpSettings;
 use shared::telemetry::TelemetrySettings;
 
@@ -24,6 +25,8 @@ pub struct Settings {
     pub redis: RedisSettings,
     pub purge_token: Secret,
     pub session_ttl: Seconds,
+    /// Purges and HLS requests, per client.
+    pub rate_limits: RateLimitSettings,
 }
 
 impl Settings {
@@ -44,6 +47,7 @@ impl Settings {
             redis: RedisSettings::from_env(env),
             purge_token: env.required("PURGE_TOKEN", "bearer token the purge API requires"),
             session_ttl: env.optional("VIEWER_SESSION_TTL", "30s", "a viewer counts as live this long after its last fetch (as on the origin)"),
+            rate_limits: RateLimitSettings::from_env(env, &[Action::Purge, Action::EdgeObject]),
         };
         if !(s.origin_url.starts_with("http://") || s.origin_url.starts_with("https://")) {
             env.invalid(format!("ORIGIN_URL={:?} must start with http:// or https://", s.origin_url));

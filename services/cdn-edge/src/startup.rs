@@ -5,6 +5,7 @@ use axum::routing::{get, post};
 use axum::Router;
 use shared::health::Readiness;
 use shared::metrics::Metrics;
+use shared::ratelimit::{Action, RateLimits};
 use shared::server::{with_operational_routes, Server};
 use shared::sessions::{Heartbeats, Sessions};
 
@@ -58,11 +59,14 @@ pub async fn build(settings: Settings) -> anyhow::Result<Server> {
     // holds, and taking every edge out of rotation when the origin blips
     // would turn a partial outage into a total one.
     let readiness = Readiness::new();
+    let limits = RateLimits::new(settings.rate_limits.clone(), &metrics);
     let router = Router::new()
         .route("/hls/{*path}", get(proxy))
         .route("/steering/{*path}", get(proxy))
+        .route_layer(limits.layer(Action::EdgeObject))
         .with_state(state)
-        .route("/purge", post(purge).with_state(purger))
+        // Limited before the token is checked: also a brake on guessing it.
+        .route("/purge", post(purge).with_state(purger).route_layer(limits.layer(Action::Purge)))
         .layer(shared::delivery::manifest_compression())
         .layer(shared::delivery::player_cors());
     let app = with_operational_routes(router, readiness, metrics).layer(axum::middleware::from_fn(shared::delivery::paths::refuse_unnormalised));

@@ -5,6 +5,7 @@ use shared::cache::RedisSettings;
 use shared::configuration::{ByteSize, Env, Seconds};
 use shared::db::DatabaseSettings;
 use shared::playlist::Pathway;
+use shared::ratelimit::{Action, RateLimitSettings};
 use shared::server::HttpSettings;
 use shared::sessions::Regions;
 use shared::storage::S3Settings;
@@ -23,6 +24,9 @@ pub struct Settings {
     /// How long "there is no such video" is remembered (0: not at all).
     pub negative_ttl: Seconds,
     pub session_ttl: Seconds,
+    /// One session (one view) per client and video in this window.
+    pub view_window: Seconds,
+    pub rate_limits: RateLimitSettings,
     /// Regions viewers are counted and steered in; any other hint is "other".
     pub regions: Regions,
     pub cap: CapSettings,
@@ -110,6 +114,8 @@ impl Settings {
             },
             negative_ttl: env.optional("ORIGIN_NEGATIVE_TTL", "5s", "how long an unknown video id is answered 404 without asking the catalogue again (0: always ask)"),
             session_ttl: env.optional("VIEWER_SESSION_TTL", "30s", "a viewer counts as live this long after its last fetch"),
+            view_window: env.optional("VIEW_WINDOW", "30m", "a client asking for a video's master again within this window gets its session back and counts no new view"),
+            rate_limits: RateLimitSettings::from_env(env, &[Action::SessionIssue]),
             regions: env.optional("VIEWER_REGIONS", "", "regions viewers are counted and steered in, comma-separated; any other ?region= or X-Viewer-Region value counts as \"other\""),
             cap: CapSettings {
                 egress_above: env.optional("BITRATE_CAP_EGRESS_ABOVE", "0", "egress per second above which new sessions lose top rungs (0: ignore egress)"),
@@ -132,6 +138,9 @@ impl Settings {
         }
         if s.steering.release_below >= s.steering.activate_above {
             env.invalid("STEERING_RELEASE_BELOW must be lower than STEERING_ACTIVATE_ABOVE");
+        }
+        if s.view_window.0.as_secs() == 0 {
+            env.invalid("VIEW_WINDOW must be at least 1s");
         }
         if s.session_ttl.0.as_secs() == 0 || s.steering.ttl.0.as_secs() == 0 || s.cap.interval.0.is_zero() {
             env.invalid("VIEWER_SESSION_TTL and STEERING_TTL must be at least 1s, BITRATE_CAP_INTERVAL above 0");

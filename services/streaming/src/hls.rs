@@ -2,7 +2,8 @@
 //! the HTTP a cache and a browser player need: single/suffix/open ranges
 //! (416 outside the object), ETag and Last-Modified validators (304),
 //! exact media types and the configured Cache-Control. CORS and gzip are
-//! layers (see `startup`). The master playlist is per viewer: [`crate::master`].
+//! layers (see `startup`). The master playlist is per viewer, on a route of
+//! its own: [`crate::master`].
 //!
 //! Readiness, and the folder of the attempt that committed, come from the
 //! catalogue (cached briefly: `ready` is terminal, so a short TTL only delays
@@ -51,6 +52,8 @@ pub struct OriginState {
     pub cap: Arc<BitrateCap>,
     pub steering: Arc<SteeringSettings>,
     pub metrics: crate::metrics::OriginMetrics,
+    /// A client gets one session (one view) per video in this window.
+    pub view_window: std::time::Duration,
 }
 
 /// The configured Cache-Control values, parsed once at start-up, where a
@@ -157,9 +160,6 @@ pub async fn get_object(State(st): State<OriginState>, method: Method, Path((raw
     let Some(object) = HlsObject::parse(&raw_path) else {
         return not_found(format!("{raw_path:?} is not an HLS object name"));
     };
-    if object.path == layout::MASTER_PLAYLIST {
-        return crate::master::get_master(st, id, method, q, headers).await;
-    }
     let prefix = match st.served_prefix(id).await {
         Ok(p) => p,
         Err(res) => return res,

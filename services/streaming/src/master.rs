@@ -1,7 +1,11 @@
 //! GET/HEAD /hls/{video_id}/master.m3u8: the one per-viewer response.
 //!
 //! A request without a live session id is issued one (and counts as a
-//! view); a request with one gets that session's master again. Either way
+//! view), once per client and video per VIEW_WINDOW: a client that asks
+//! again without its id gets the same session back, so refetching in a
+//! loop counts one view. A request with an id gets that session's master
+//! again. The route is rate-limited per client (RATE_LIMIT_SESSIONS, see
+//! `startup`). Either way
 //! the stored master playlist is rewritten for the session: its id on every
 //! URI, the top rungs left out if it was issued under the bitrate cap, and,
 //! with steering configured, every variant once per pathway plus the
@@ -12,12 +16,15 @@
 //! session: counts are advisory, playback is not.
 
 
+use axum::extract::{Query, State};
 use axum::http::{HeaderMap, HeaderValue, Method};
 use axum::response::{IntoResponse, Response};
 use shared::error::Problem;
+use shared::extract::VideoId;
 use shared::layout;
 use shared::playlist::{rewrite_master, MasterOptions};
-use shared::sessions::{Regions, Session, SessionId};
+use shared::ratelimit::Client;
+use shared::sessions::{Issued, Regions, Session, SessionId};
 use uuid::Uuid;
 
 use crate::hls::{not_found, private_text, OriginState, ViewerQuery};
@@ -25,7 +32,8 @@ use crate::hls::{not_found, private_text, OriginState, ViewerQuery};
 /// Header naming the region a viewer is in, set by a geo-aware load balancer.
 pub const REGION_HEADER: &str = "x-viewer-region";
 
-pub async fn get_master(st: OriginState, id: Uuid, method: Method, q: ViewerQuery, headers: HeaderMap) -> Response {
+/// On a route of its own, so that the session limit applies to masters only.
+pub async fn get_master(State(st): State<OriginState>, VideoId(id): VideoId, method: Method, Query(q): Query<ViewerQuery>, client: Client, headers: HeaderMap) -> Response {
     let prefix = match st.served_prefix(id).await {
         Ok(p) => p,
         Err(res) => return res,
@@ -37,7 +45,7 @@ pub async fn get_master(st: OriginState, id: Uuid, method: Method, q: ViewerQuer
         Err(e) => return Problem::unavailable("object storage", &e).into_response(),
     };
     let region = viewer_region(&st.regions, q.region.as_deref(), &headers);
-    let session = match session_for(&st, id, q.sid.as_deref(), region).await {
+    let session = match session_for(&st, id, q.sid.as_deref(), region, client).await {
         Ok(s) => Some(s),
         Err(e) => {
             tracing::warn!(error = format!("{e:#}"), "viewer session unavailable; serving a master without one");
@@ -71,15 +79,15 @@ pub async fn get_master(st: OriginState, id: Uuid, method: Method, q: ViewerQuer
     res
 }
 
-/// The caller's live session for this video, or a new one.
-async fn session_for(st: &OriginState, video: Uuid, sid: Option<&str>, region: String) -> anyhow::Result<Session> {
+/// The caller's live session for this video, or its client's, or a new one.
+async fn session_for(st: &OriginState, video: Uuid, sid: Option<&str>, region: String, client: Client) -> anyhow::Result<Session> {
     if let Some(sid) = sid.and_then(SessionId::parse) {
         if let Some(s) = st.sessions.get(&sid).await?.filter(|s| s.video == video) {
             st.heartbeats.beat(&s.id);
             return Ok(s);
         }
     }
-    issue(st, video, region).await
+    issue(st, video, region, client).await
 }
 
 /// The viewer's region: the query's, else the load balancer's header;
@@ -88,8 +96,11 @@ pub fn viewer_region(regions: &Regions, query: Option<&str>, headers: &HeaderMap
     regions.label(query.or_else(|| headers.get(REGION_HEADER).and_then(|v| v.to_str().ok())))
 }
 
-/// A new session: the cap and the primary pathway as they are now.
-pub async fn issue(st: &OriginState, video: Uuid, region: String) -> anyhow::Result<Session> {
+/// A new session (the cap and the primary pathway as they are now), or the
+/// one this client was issued for this video within VIEW_WINDOW. The
+/// platform's own requests ([`Client::Internal`]) cannot be told apart, so
+/// each gets a new one.
+pub async fn issue(st: &OriginState, video: Uuid, region: String, client: Client) -> anyhow::Result<Session> {
     let session = Session {
         id: SessionId::new(),
         video,
@@ -97,7 +108,16 @@ pub async fn issue(st: &OriginState, video: Uuid, region: String) -> anyhow::Res
         pathway: st.steering.pathways.first().map_or_else(|| "direct".to_owned(), |p| p.id.clone()),
         dropped_rungs: st.cap.rungs_to_drop(),
     };
-    st.sessions.issue(&session).await?;
+    match client {
+        Client::Addr(_) => {
+            if let Issued::Again(prior) = st.sessions.issue_once(&session, &client.key(), st.view_window).await? {
+                st.metrics.sessions_reused.inc();
+                st.heartbeats.beat(&prior.id);
+                return Ok(prior);
+            }
+        }
+        Client::Internal => st.sessions.issue(&session).await?,
+    }
     st.metrics.sessions_issued.inc();
     if session.dropped_rungs > 0 {
         st.metrics.capped_sessions.inc();

@@ -8,6 +8,7 @@ use axum::routing::get;
 use axum::Router;
 use shared::health::Readiness;
 use shared::metrics::Metrics;
+use shared::ratelimit::{Action, RateLimits};
 use shared::server::{with_operational_routes, Server};
 use shared::sessions::{Heartbeats, Sessions};
 use shared::videos::Videos;
@@ -32,6 +33,8 @@ pub async fn build(settings: Settings) -> anyhow::Result<Server> {
     let redis = settings.redis.cache()?;
     let metrics = Metrics::new("streaming");
     let origin_metrics = OriginMetrics::register(&metrics);
+    // Masters and play URLs mint sessions: limited per client.
+    let sessions_limit = RateLimits::new(settings.rate_limits.clone(), &metrics).layer(Action::SessionIssue);
     let sessions = Sessions::new(redis.clone(), settings.session_ttl.0);
     let heartbeats = Heartbeats::new(sessions.clone(), &settings.node);
     let cap = Arc::new(BitrateCap::new(settings.cap.clone()));
@@ -52,6 +55,7 @@ pub async fn build(settings: Settings) -> anyhow::Result<Server> {
         cap: cap.clone(),
         steering: Arc::new(settings.steering.clone()),
         metrics: origin_metrics.clone(),
+        view_window: settings.view_window.0,
     };
     let measuring = cap.spawn(sessions, heartbeats, origin_metrics);
     // Redis is not a readiness dependency: without it viewers still play,
@@ -60,11 +64,12 @@ pub async fn build(settings: Settings) -> anyhow::Result<Server> {
     // Steering and viewer answers are about this moment: never stored.
     let live = Router::new()
         .route("/steering/{video_id}", get(crate::steering::get_steering))
-        .route("/api/v1/videos/{video_id}/play", get(crate::steering::play))
+        .route("/api/v1/videos/{video_id}/play", get(crate::steering::play).route_layer(sessions_limit.clone()))
         .route("/api/v1/videos/{video_id}/viewers", get(crate::viewers::for_video))
         .route("/api/v1/viewers", get(crate::viewers::overview))
         .layer(SetResponseHeaderLayer::overriding(header::CACHE_CONTROL, HeaderValue::from_static("no-store")));
     let router = Router::new()
+        .route("/hls/{video_id}/master.m3u8", get(crate::master::get_master).route_layer(sessions_limit))
         .route("/hls/{video_id}/{*object}", get(get_object))
         .merge(live)
         .with_state(state)

@@ -109,12 +109,12 @@ pub struct PlayQuery {
 }
 
 /// A session and the URL to play it from, steered once, now.
-pub async fn play(State(st): State<OriginState>, VideoId(id): VideoId, Query(q): Query<PlayQuery>, headers: axum::http::HeaderMap) -> Response {
+pub async fn play(State(st): State<OriginState>, VideoId(id): VideoId, Query(q): Query<PlayQuery>, client: shared::ratelimit::Client, headers: axum::http::HeaderMap) -> Response {
     if let Err(res) = st.served_prefix(id).await {
         return res;
     }
     let region = crate::master::viewer_region(&st.regions, q.region.as_deref(), &headers);
-    let session = match crate::master::issue(&st, id, region).await {
+    let session = match crate::master::issue(&st, id, region, client).await {
         Ok(s) => s,
         Err(e) => return Problem::unavailable("viewer sessions", &e).into_response(),
     };
