@@ -1,7 +1,7 @@
 //! The delivery conformance matrix in one process (issue 19): every object
 //! kind × every edge cache state × every request shape, straight at a real
 //! origin and at real edges over an isolated world, each answer checked
-//! against the object in S3 by `tests/e2e/src/conformance.rs` (the rows and
+//! against the object in S3 by `tests/e2e/src/conformance/` (the rows and
 //! their expectations, shared with the front-door suite).
 //!
 //! Each state is built once and every shape is asked of it at once. A state
@@ -17,7 +17,7 @@
 //! - stale-if-error: an origin fresh for 1 s, with no SWR, stopped.
 
 mod common;
-#[path = "../../../tests/e2e/src/conformance.rs"]
+#[path = "../../../tests/e2e/src/conformance/mod.rs"]
 mod conformance;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
