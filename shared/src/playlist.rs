@@ -140,8 +140,8 @@ pub fn rewrite_master(stored: &str, opts: &MasterOptions) -> (String, Vec<u32>) 
         };
         with_query(&full, &opts.query)
     };
-    // No steering (none configured, or one pathway pinned): a plain master.
-    if opts.steering_uri.is_none() && opts.pathways.len() <= 1 {
+    // No steering (none configured, no pathway to steer to, or one pathway pinned): a plain master.
+    if opts.pathways.is_empty() || (opts.steering_uri.is_none() && opts.pathways.len() == 1) {
         let base = opts.pathways.first();
         for m in &media {
             out.push_str(&retarget_uri_attr(m, |u| url(base, u)));
@@ -268,6 +268,16 @@ mod tests {
         let (m, _) = rewrite_master(MASTER, &MasterOptions { public_prefix: "/hls/v/".into(), pathways: pinned, ..Default::default() });
         assert!(m.contains("\nhttp://b/hls/v/360p/index.m3u8\n"), "{m}");
         assert!(m.contains("GROUP-ID=\"audio\""));
+    }
+
+    /// Found by `scripts/fuzz` (playlist): a steering server with no pathway
+    /// indexed the empty pathway list. (The origin never asks for that today.)
+    #[test]
+    fn regression_steering_without_pathways_gives_a_plain_master() {
+        let opts = MasterOptions { steering_uri: Some("/steering/v".into()), ..Default::default() };
+        let (m, _) = rewrite_master(MASTER, &opts);
+        assert_eq!(m, rewrite_master(MASTER, &MasterOptions::default()).0);
+        assert!(!m.contains("CONTENT-STEERING"), "{m}");
     }
 
     #[test]

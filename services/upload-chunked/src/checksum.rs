@@ -180,6 +180,12 @@ impl ResumableSha256 {
             pending.len() as u64 == len % 64,
             "saved SHA-256 state is inconsistent"
         );
+        // SHA-256 counts the message in bits in 64 bits; a larger count is
+        // corruption, and would overflow the count on the next update.
+        anyhow::ensure!(
+            len < 1 << 61,
+            "saved SHA-256 state counts {len} bytes, more than SHA-256 can hash"
+        );
         Ok(Self {
             state,
             len,
@@ -223,6 +229,19 @@ mod tests {
         let mut b = h.to_bytes();
         b.pop();
         assert!(ResumableSha256::from_bytes(&b).is_err());
+    }
+
+    /// Found by `scripts/fuzz` (tus_checksum): a saved count near u64::MAX
+    /// was accepted, and the next update overflowed it.
+    #[test]
+    fn regression_a_saved_count_beyond_sha256s_limit_is_refused() {
+        let mut b = vec![0xff; 32];
+        b.extend_from_slice(&u64::MAX.to_be_bytes());
+        b.extend_from_slice(&[0xff; 63]);
+        assert!(ResumableSha256::from_bytes(&b).is_err());
+        let mut near = ResumableSha256::from_bytes(&[&[0; 32][..], &((1u64 << 61) - 64).to_be_bytes()].concat()).unwrap();
+        near.update(&[0; 63]);
+        assert_eq!(near.len(), (1 << 61) - 1);
     }
 
     #[test]
