@@ -20,8 +20,10 @@ const SECONDARY: &str = "127.0.0.1:8013";
 const PRIMARY: &str = "127.0.0.1:8080";
 
 
-fn spawn_origin(port: u16) -> Process {
+fn spawn_origin(port: u16, region: &str) -> Process {
     let overrides = [
+        // Only listed regions are counted apart; anything else is "other".
+        ("VIEWER_REGIONS", region.to_owned()),
         ("HTTP_ADDR", format!("127.0.0.1:{port}")),
         ("STEERING_PATHWAYS", format!("primary=http://{PRIMARY},secondary=http://{SECONDARY}")),
         ("STEERING_ACTIVATE_ABOVE", "3".into()),
@@ -82,11 +84,11 @@ async fn hls_js_in_chromium_plays_through_the_front_door_and_follows_steering_bo
     let id = ready_clip(&client, &stack.nginx_http, "player", 60, 640, 360, Duration::from_secs(600)).await;
 
     let port = free_port();
-    let _origin = spawn_origin(port);
-    let origin = format!("http://127.0.0.1:{port}");
-    wait_ready(&format!("{origin}/health/ready"), Duration::from_secs(30)).await.expect("test origin ready");
     // A region of its own, so no other test's viewers count here.
     let region = format!("player-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    let _origin = spawn_origin(port, &region);
+    let origin = format!("http://127.0.0.1:{port}");
+    wait_ready(&format!("{origin}/health/ready"), Duration::from_secs(30)).await.expect("test origin ready");
     let master = format!("{origin}/hls/{id}/master.m3u8?region={region}");
 
     let mut child = tokio::process::Command::new("node")
