@@ -17,6 +17,7 @@ fn promtool(args: &[&str]) -> String {
 
 #[test]
 fn the_panic_alert_is_a_valid_rule_that_fires_on_one_panic_and_not_on_a_steady_counter() {
+    let _panics = e2e::PanicWatch::start();
     assert!(promtool(&["check", "rules", "alerts.yml"]).contains("SUCCESS: 1 rules found"));
     assert!(promtool(&["test", "rules", "alerts_test.yml"]).contains("SUCCESS"));
 }

@@ -52,6 +52,7 @@ async fn assert_problem_429(r: reqwest::Response, door: &str) {
 
 #[tokio::test]
 async fn a_burst_above_the_rate_gets_429_problem_json_with_retry_after_at_both_front_doors() {
+    let _panics = e2e::PanicWatch::start();
     let doors = FrontDoors::start(STACK_EDGES).await.expect("front doors start");
     for (door, base) in [("nginx", doors.nginx.clone()), ("haproxy", doors.haproxy.clone())] {
         let api = format!("{base}/api/v1/videos?limit=1");
@@ -100,6 +101,7 @@ async fn raw_get(base: &str, path: &str) -> (u16, String) {
 
 #[tokio::test]
 async fn dot_segments_and_encoded_slashes_get_400_problem_json_at_both_front_doors() {
+    let _panics = e2e::PanicWatch::start();
     let doors = FrontDoors::start(STACK_EDGES).await.expect("front doors start");
     let video = uuid::Uuid::new_v4();
     for (door, base) in [("nginx", &doors.nginx), ("haproxy", &doors.haproxy)] {
