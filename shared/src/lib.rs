@@ -1,6 +1,8 @@
 //! Everything the services share, written once.
 //!
 //! - [`backends`] — PostgreSQL, RabbitMQ, S3 and Redis, connected together.
+//! - [`budget`] — a service's budget of concurrent uploads and upload bytes in flight.
+//! - [`pace`] — minimum body rate, idle limit and deadline of an upload request.
 //! - [`configuration`] — typed settings from the environment, `--list-env`.
 //! - [`error`] — RFC 9457 problem+json responses.
 //! - [`extract`] — path values parsed into newtypes at the boundary.
@@ -12,6 +14,7 @@
 //! - [`layout`] — the bucket's key layout.
 //! - [`playlist`] — per-viewer rewriting of HLS playlists (sessions, cap, pathways).
 //! - [`range`] — HTTP byte ranges.
+//! - `rawhttp` (feature `testing`) — a raw HTTP/1.1 client that times each body byte.
 //! - [`ratelimit`] — per-client rate limits and who the client is behind the proxies.
 //! - [`cache`] — Redis (progress, counters).
 //! - [`sessions`] — viewer sessions and live counts, in Redis.
@@ -23,6 +26,7 @@
 //! - [`reconcile`] — upload bytes no row knows (a crash mid-upload), removed.
 
 pub mod backends;
+pub mod budget;
 pub mod cache;
 pub mod configuration;
 pub mod db;
@@ -32,9 +36,12 @@ pub mod extract;
 pub mod health;
 pub mod layout;
 pub mod metrics;
+pub mod pace;
 pub mod playlist;
 pub mod queue;
 pub mod range;
+#[cfg(feature = "testing")]
+pub mod rawhttp;
 pub mod ratelimit;
 pub mod reconcile;
 pub mod server;

@@ -2,11 +2,17 @@
 //! code (`/problems/{code}`). A refusal is decided before stored state is
 //! touched, so the body always says "nothing was changed" truthfully.
 
-use axum::http::{HeaderValue, StatusCode};
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use shared::budget::Exhausted;
 use shared::error::Problem;
+use shared::pace::Breach;
 
 use crate::protocol::{names, TUS_VERSION};
+use crate::store::rows::LeaseLost;
+
+/// When a client may retry a termination that could not free the bytes.
+const TERMINATION_RETRY_AFTER_SECS: u64 = 10;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TusError {
@@ -62,8 +68,28 @@ pub enum TusError {
     MethodNotAllowed(String),
     #[error("refused earlier")]
     Refused(String),
+    #[error("busy")]
+    Busy(Exhausted),
+    #[error("cut off")]
+    CutOff { breach: Breach, offset: u64 },
+    #[error("lease lost")]
+    LeaseLost,
+    #[error("termination failed")]
+    NotTerminated(anyhow::Error),
     #[error("internal")]
-    Internal(#[from] anyhow::Error),
+    Internal(anyhow::Error),
+}
+
+/// Storage errors become 500s, except a fenced write that found the lease
+/// in other hands, which the client can act on.
+impl From<anyhow::Error> for TusError {
+    fn from(e: anyhow::Error) -> Self {
+        if e.downcast_ref::<LeaseLost>().is_some() {
+            Self::LeaseLost
+        } else {
+            Self::Internal(e)
+        }
+    }
 }
 
 /// The tus-specific "460 Checksum Mismatch".
@@ -151,6 +177,30 @@ impl TusError {
             Self::FinalWithLength => p(S::BAD_REQUEST, "tus-concat-length", "Final upload with a length", "A final upload's length is the sum of its partials; do not send Upload-Length.".into()),
             Self::MethodNotAllowed(m) => p(S::METHOD_NOT_ALLOWED, "method-not-allowed", "Method not allowed", format!("{m} is not a tus operation on an upload; use HEAD, PATCH or DELETE.")),
             Self::Refused(why) => p(S::GONE, "tus-upload-refused", "Upload refused", format!("This upload was refused when it completed: {why}. Start a new upload.")),
+            Self::Busy(exhausted) => exhausted.to_problem(),
+            Self::CutOff { breach, offset } => {
+                let (code, title) = match breach {
+                    Breach::Deadline { .. } => ("tus-request-deadline", "Request took too long"),
+                    _ => ("tus-upload-too-slow", "Upload too slow"),
+                };
+                p(S::REQUEST_TIMEOUT, code, title, format!("The request was cut off: {breach}. The bytes it delivered are kept (unless a checksum could not be checked); the upload now holds {offset} bytes. Resume from Upload-Offset {offset}."))
+                    .with("upload_offset", *offset)
+            }
+            Self::LeaseLost => p(
+                S::LOCKED,
+                "tus-upload-lease-lost",
+                "Upload taken over",
+                "This request lost its hold on the upload (it stalled past the lease time) and another request may be writing it; bytes not yet stored were dropped. Send HEAD for the offset, then resume.".into(),
+            ),
+            Self::NotTerminated(e) => {
+                tracing::error!(error = format!("{e:#}"), "termination could not free the upload's bytes");
+                p(
+                    S::SERVICE_UNAVAILABLE,
+                    "tus-termination-failed",
+                    "Upload not terminated yet",
+                    format!("Object storage did not free this upload's bytes, so the upload is kept (nothing is orphaned). Send DELETE again after {TERMINATION_RETRY_AFTER_SECS} s; expired uploads are also reclaimed in the background."),
+                )
+            }
             Self::Internal(e) => Problem::internal(e),
         }
     }
@@ -158,11 +208,18 @@ impl TusError {
 
 impl IntoResponse for TusError {
     fn into_response(self) -> Response {
-        let tells_version = matches!(self, Self::UnsupportedVersion(_));
         let mut res = self.to_problem().into_response();
-        if tells_version {
-            res.headers_mut()
-                .insert(names::TUS_VERSION, HeaderValue::from_static(TUS_VERSION));
+        match &self {
+            Self::UnsupportedVersion(_) => {
+                res.headers_mut()
+                    .insert(names::TUS_VERSION, HeaderValue::from_static(TUS_VERSION));
+            }
+            Self::Busy(exhausted) => exhausted.add_retry_after(&mut res),
+            Self::NotTerminated(_) => {
+                res.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(TERMINATION_RETRY_AFTER_SECS));
+            }
+            _ => {}
         }
         res
     }

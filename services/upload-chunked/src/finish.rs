@@ -19,9 +19,9 @@ use crate::checksum::Algorithm;
 use crate::error::TusError;
 use crate::progress::{ProgressBoard, UploadProgress};
 use crate::protocol::{Checksum, Metadata};
-use crate::store::{DataStore, Kind, Upload, UploadLock};
+use crate::store::{DataStore, Kind, Lease, Upload};
 
-/// How long an assembly waits for a final upload's lock: another partial's
+/// How long an assembly waits for a final upload's lease: another partial's
 /// request may be assembling it right now.
 const ASSEMBLY_LOCK_WAIT: Duration = Duration::from_secs(60);
 
@@ -102,17 +102,17 @@ impl VideoFields {
 }
 
 impl Finisher {
-    /// Called with the upload's lock held, once its offset reached its length.
+    /// Called with the upload's lease held, once its offset reached its length.
     /// Returns the video it became (None for a partial upload).
     pub async fn finish(
         &self,
-        lock: &UploadLock,
+        lease: &Lease,
         upload: &Upload,
     ) -> Result<Option<Uuid>, TusError> {
         let fields = VideoFields::from_metadata(&Metadata::parse(&upload.metadata)?)?;
         let stored = self
             .store
-            .complete(lock, upload, fields.sha256.as_deref())
+            .complete(lease, upload, fields.sha256.as_deref())
             .await?;
         if upload.kind == Kind::Partial {
             self.publish_done(upload, stored.size, None).await;
@@ -127,18 +127,22 @@ impl Finisher {
     }
 
     /// Assembles a final upload if every partial is complete; a no-op
-    /// otherwise. Waits up to `wait` for the final's lock.
+    /// otherwise (or when the final is gone). Waits up to `wait` for the final's lease.
     pub async fn assemble(&self, final_id: Uuid, wait: Duration) -> Result<Option<Uuid>, TusError> {
-        let lock = self.store.lock(final_id, wait).await?;
-        let res = self.assemble_locked(&lock, final_id).await;
-        lock.release().await;
+        let lease = match self.store.lease(final_id, wait).await {
+            Ok(lease) => lease,
+            Err(TusError::NotFound) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let res = self.assemble_leased(&lease, final_id).await;
+        lease.release().await;
         res
     }
 
-    /// The lock is the caller's: the sweeper assembles under the lock it already holds.
-    pub async fn assemble_locked(
+    /// The lease is the caller's: the sweeper assembles under the lease it already holds.
+    pub async fn assemble_leased(
         &self,
-        lock: &UploadLock,
+        lease: &Lease,
         final_id: Uuid,
     ) -> Result<Option<Uuid>, TusError> {
         let Some(fin) = self.store.get(final_id).await? else {
@@ -160,7 +164,7 @@ impl Finisher {
         let fields = VideoFields::from_metadata(&Metadata::parse(&fin.metadata)?)?;
         let stored = self
             .store
-            .assemble(lock, &fin, &partials, fields.sha256.as_deref())
+            .assemble(lease, &fin, &partials, fields.sha256.as_deref())
             .await?;
         self.register(&fin, stored, fields).await.map(Some)
     }

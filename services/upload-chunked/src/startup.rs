@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use axum::http::{header, HeaderName, HeaderValue, Method};
+use shared::budget::Budget;
 use shared::metrics::Metrics;
 use shared::server::{with_operational_routes, Server};
 use shared::videos::Videos;
@@ -39,6 +40,7 @@ pub async fn build(settings: Settings) -> anyhow::Result<Server> {
         board,
         tus: settings.tus.clone(),
         metrics: TusMetrics::new(&metrics),
+        budget: Budget::new(&settings.tus.budget, &metrics),
     };
 
     let router = handlers::router(state.clone(), cors(&settings.tus)?);

@@ -1,7 +1,8 @@
 //! The background sweeper every replica runs: it reclaims expired uploads
 //! (aborting their S3 multipart uploads and deleting tails and unassembled
-//! partials) and resumes completions a crash cut short. It only ever
-//! try-locks, so it never waits on, or races with, a live request.
+//! partials) and resumes completions a crash cut short. It only ever tries
+//! a lease once, so it never waits on, or races with, a live request. An
+//! upload whose bytes storage would not free stays for the next round.
 
 use std::time::Duration;
 
@@ -44,9 +45,13 @@ pub async fn run(st: AppState, every: Duration) {
 pub async fn sweep(st: &AppState) -> anyhow::Result<Swept> {
     let mut swept = Swept::default();
     for id in st.store.expired(BATCH).await? {
-        if reclaim(st, id).await? {
-            swept.expired += 1;
-            st.metrics.uploads.with_label_values(&["expired"]).inc();
+        match reclaim(st, id).await {
+            Ok(true) => {
+                swept.expired += 1;
+                st.metrics.uploads.with_label_values(&["expired"]).inc();
+            }
+            Ok(false) => {}
+            Err(e) => tracing::warn!(upload_id = %id, error = format!("{e:#}"), "could not reclaim expired upload; kept for the next round"),
         }
     }
     for id in st.store.stranded(GRACE, BATCH).await? {
@@ -60,13 +65,13 @@ pub async fn sweep(st: &AppState) -> anyhow::Result<Swept> {
 }
 
 async fn reclaim(st: &AppState, id: Uuid) -> anyhow::Result<bool> {
-    let lock = match st.store.lock(id, Duration::ZERO).await {
+    let lease = match st.store.lease(id, Duration::ZERO).await {
         Ok(l) => l,
-        Err(TusError::Locked) => return Ok(false),
+        Err(TusError::Locked | TusError::NotFound) => return Ok(false),
         Err(e) => return Err(anyhow::anyhow!("{e:?}")),
     };
-    let res = st.store.terminate(&lock, id).await;
-    lock.release().await;
+    let res = st.store.terminate(&lease, id).await;
+    lease.release().await;
     if matches!(res, Ok(true)) {
         tracing::info!(upload_id = %id, "expired upload reclaimed");
     }
@@ -74,23 +79,23 @@ async fn reclaim(st: &AppState, id: Uuid) -> anyhow::Result<bool> {
 }
 
 async fn resume(st: &AppState, id: Uuid) -> Result<bool, TusError> {
-    let lock = match st.store.lock(id, Duration::ZERO).await {
+    let lease = match st.store.lease(id, Duration::ZERO).await {
         Ok(l) => l,
-        Err(TusError::Locked) => return Ok(false),
+        Err(TusError::Locked | TusError::NotFound) => return Ok(false),
         Err(e) => return Err(e),
     };
     let res = match st.store.get(id).await? {
         Some(up) if matches!(up.kind, Kind::Final(_)) => st
             .finisher
-            .assemble_locked(&lock, id)
+            .assemble_leased(&lease, id)
             .await
             .map(|v| v.is_some()),
         Some(up) if up.is_full() || (up.completed && up.video_id.is_none()) => {
-            st.finisher.finish(&lock, &up).await.map(|_| true)
+            st.finisher.finish(&lease, &up).await.map(|_| true)
         }
         _ => Ok(false),
     };
-    lock.release().await;
+    lease.release().await;
     if matches!(res, Ok(true)) {
         tracing::info!(upload_id = %id, "completion resumed after an interruption");
     }

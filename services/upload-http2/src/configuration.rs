@@ -1,7 +1,9 @@
 //! Settings of upload-http2, read from the environment.
 
 use shared::backends::BackendSettings;
+use shared::budget::BudgetSettings;
 use shared::configuration::{ByteSize, Env, Seconds};
+use shared::pace::PaceSettings;
 use shared::server::HttpSettings;
 use shared::telemetry::TelemetrySettings;
 
@@ -20,6 +22,8 @@ pub struct UploadSettings {
     pub parts_in_flight: usize,
     pub idle_timeout: Seconds,
     pub republish_every: Seconds,
+    pub pace: PaceSettings,
+    pub budget: BudgetSettings,
     pub reconcile: ReconcileSettings,
 }
 
@@ -50,6 +54,8 @@ impl UploadSettings {
             parts_in_flight: env.optional("UPLOAD_PARTS_IN_FLIGHT", "3", "parts uploading to S3 at once per upload"),
             idle_timeout: env.optional("UPLOAD_IDLE_TIMEOUT", "60s", "an upload sending nothing for this long is dropped"),
             republish_every: env.optional("UPLOAD_REPUBLISH_INTERVAL", "30s", "how often uploads whose job publish failed are re-enqueued"),
+            pace: PaceSettings::from_env(env),
+            budget: BudgetSettings::from_env(env),
             reconcile: ReconcileSettings {
                 every: env.optional("RECONCILE_INTERVAL", "10m", "how often upload objects and multipart uploads that no row knows are removed"),
                 grace: env.optional("RECONCILE_GRACE", "6h", "only bytes older than this are judged: longer than any upload request may last"),

@@ -3,7 +3,9 @@
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use shared::budget::Exhausted;
 use shared::error::Problem;
+use shared::pace::Breach;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -21,6 +23,10 @@ pub enum ApiError {
     Interrupted(String),
     #[error("upload stalled")]
     Stalled { secs: u64 },
+    #[error("upload too slow or too long")]
+    CutOff(Breach),
+    #[error("upload budget spent")]
+    Busy(Exhausted),
     #[error("video not found")]
     VideoNotFound(uuid::Uuid),
     #[error("invalid query: {0}")]
@@ -29,6 +35,15 @@ pub enum ApiError {
     Storage(anyhow::Error),
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
+}
+
+impl From<Breach> for ApiError {
+    fn from(b: Breach) -> Self {
+        match b {
+            Breach::Idle { after } => ApiError::Stalled { secs: after.as_secs() },
+            other => ApiError::CutOff(other),
+        }
+    }
 }
 
 impl ApiError {
@@ -53,6 +68,14 @@ impl ApiError {
             InvalidField(why) => Problem::new(StatusCode::BAD_REQUEST, "invalid-field", "Invalid field", why.clone()),
             Interrupted(why) => Problem::new(StatusCode::BAD_REQUEST, "upload-interrupted", "Upload interrupted", format!("The body ended early ({why}); nothing was stored. Retry the upload.")),
             Stalled { secs } => Problem::new(StatusCode::REQUEST_TIMEOUT, "upload-stalled", "Upload stalled", format!("No bytes arrived for {secs} s; the partial upload was discarded. Retry, or use the resumable upload API on unreliable networks.")),
+            CutOff(breach) => {
+                let (code, title) = match breach {
+                    Breach::Deadline { .. } => ("upload-deadline", "Upload took too long"),
+                    _ => ("upload-too-slow", "Upload too slow"),
+                };
+                Problem::new(StatusCode::REQUEST_TIMEOUT, code, title, format!("The upload was cut off: {breach}; nothing was stored. Retry on a faster connection, or use the resumable upload API (/api/v1/uploads), which keeps what arrived."))
+            }
+            Busy(exhausted) => exhausted.to_problem(),
             VideoNotFound(id) => Problem::new(StatusCode::NOT_FOUND, "video-not-found", "Video not found", format!("There is no video {id}.")),
             InvalidQuery(why) => Problem::new(StatusCode::BAD_REQUEST, "invalid-query", "Invalid query parameter", why.clone()),
             Storage(e) => Problem::unavailable("object storage", e),
@@ -63,6 +86,10 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        self.to_problem().into_response()
+        let mut res = self.to_problem().into_response();
+        if let ApiError::Busy(exhausted) = &self {
+            exhausted.add_retry_after(&mut res);
+        }
+        res
     }
 }

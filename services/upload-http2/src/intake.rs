@@ -3,15 +3,16 @@
 //! The body is never held whole: chunks go straight into a
 //! [`MultipartWriter`], whose bounded buffer is the backpressure. The size
 //! limit is enforced on the bytes as they arrive (Content-Length may be
-//! absent, as with chunked HTTP/1.1 or HTTP/2 without the header), and every
-//! error path aborts the S3 upload before answering.
-
-use std::time::Duration;
+//! absent, as with chunked HTTP/1.1 or HTTP/2 without the header), the whole
+//! body — form fields included — is read under the pace rules (minimum
+//! rate, deadline, idle limit), and every error path aborts the S3 upload
+//! before answering.
 
 use axum::body::Body;
 use axum::http::{header, HeaderMap};
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
+use shared::pace::{paced, Breach, BodyError, Pace};
 use shared::storage::{part_size_for, MultipartWriter, Storage, Stored};
 
 use crate::configuration::UploadSettings;
@@ -84,18 +85,24 @@ pub struct Intake<'a> {
 
 impl Intake<'_> {
     pub async fn receive(&self, kind: BodyKind, body: Body) -> Result<Received, ApiError> {
+        let pace = Pace::start(&self.settings.pace, Some(self.settings.idle_timeout.0));
+        let body = paced(body.into_data_stream(), pace);
         match kind {
             BodyKind::Raw { content_type } => {
-                let stored = self.store(&content_type, body.into_data_stream()).await?;
+                let chunks = body.map(|r| r.map_err(body_error));
+                let stored = self.store(&content_type, Box::pin(chunks)).await?;
                 Ok(Received { stored, content_type, title: None, description: None })
             }
             BodyKind::Multipart { boundary } => self.receive_form(boundary, body).await,
         }
     }
 
-    async fn receive_form(&self, boundary: String, body: Body) -> Result<Received, ApiError> {
+    async fn receive_form<S>(&self, boundary: String, body: S) -> Result<Received, ApiError>
+    where
+        S: Stream<Item = Result<Bytes, BodyError>> + Send + 'static,
+    {
         let limits = multer::SizeLimit::new().for_field("title", 4096).for_field("description", 32 << 10);
-        let mut form = multer::Multipart::with_constraints(body.into_data_stream(), boundary, multer::Constraints::new().size_limit(limits));
+        let mut form = multer::Multipart::with_constraints(body, boundary, multer::Constraints::new().size_limit(limits));
         let (mut stored, mut content_type, mut title, mut description) = (None, None, None, None);
         while let Some(field) = form.next_field().await.map_err(form_error)? {
             match field.name().unwrap_or("") {
@@ -107,7 +114,7 @@ impl Intake<'_> {
                     if !is_video_type(&ct) {
                         return Err(ApiError::UnsupportedMediaType(ct));
                     }
-                    let chunks = field.map(|r| r.map_err(|e| std::io::Error::other(e.to_string())));
+                    let chunks = field.map(|r| r.map_err(form_error));
                     stored = Some(self.store(&ct, chunks).await?);
                     content_type = Some(ct);
                 }
@@ -131,18 +138,17 @@ impl Intake<'_> {
         }
     }
 
-    /// Copies a byte stream into a new object, enforcing the size limit and
-    /// the idle timeout; aborts the S3 upload on any failure.
-    async fn store<S, E>(&self, content_type: &str, stream: S) -> Result<Stored, ApiError>
+    /// Copies a byte stream into a new object, enforcing the size limit;
+    /// aborts the S3 upload on any failure.
+    async fn store<S>(&self, content_type: &str, stream: S) -> Result<Stored, ApiError>
     where
-        S: Stream<Item = Result<Bytes, E>> + Unpin,
-        E: std::fmt::Display,
+        S: Stream<Item = Result<Bytes, ApiError>> + Unpin,
     {
         let part = part_size_for(self.settings.max_bytes.0, self.settings.part_bytes);
         let mut writer = MultipartWriter::begin(self.storage, &self.key, content_type, part, self.settings.parts_in_flight)
             .await
             .map_err(ApiError::Storage)?;
-        match copy(&mut writer, stream, self.settings.max_bytes.0, self.settings.idle_timeout.0).await {
+        match copy(&mut writer, stream, self.settings.max_bytes.0).await {
             Ok(()) if writer.size() == 0 => {
                 abort(writer).await;
                 Err(ApiError::EmptyBody)
@@ -156,16 +162,14 @@ impl Intake<'_> {
     }
 }
 
-async fn copy<S, E>(writer: &mut MultipartWriter, mut stream: S, max: u64, idle: Duration) -> Result<(), ApiError>
+async fn copy<S>(writer: &mut MultipartWriter, mut stream: S, max: u64) -> Result<(), ApiError>
 where
-    S: Stream<Item = Result<Bytes, E>> + Unpin,
-    E: std::fmt::Display,
+    S: Stream<Item = Result<Bytes, ApiError>> + Unpin,
 {
     loop {
-        let next = tokio::time::timeout(idle, stream.next()).await.map_err(|_| ApiError::Stalled { secs: idle.as_secs() })?;
-        match next {
+        match stream.next().await {
             None => return Ok(()),
-            Some(Err(e)) => return Err(ApiError::Interrupted(e.to_string())),
+            Some(Err(e)) => return Err(e),
             Some(Ok(chunk)) => {
                 if writer.size() + chunk.len() as u64 > max {
                     return Err(ApiError::TooLarge { max });
@@ -182,9 +186,19 @@ async fn abort(writer: MultipartWriter) {
     }
 }
 
+fn body_error(e: BodyError) -> ApiError {
+    match e {
+        BodyError::Breach(b) => b.into(),
+        BodyError::Body(e) => ApiError::Interrupted(e.to_string()),
+    }
+}
+
 fn form_error(e: multer::Error) -> ApiError {
     match e {
-        multer::Error::StreamReadFailed(inner) => ApiError::Interrupted(inner.to_string()),
+        multer::Error::StreamReadFailed(inner) => match Breach::find(&*inner) {
+            Some(b) => b.into(),
+            None => ApiError::Interrupted(inner.to_string()),
+        },
         multer::Error::FieldSizeExceeded { field_name, limit } => {
             ApiError::InvalidField(format!("form field {:?} is longer than {limit} bytes", field_name.unwrap_or_default()))
         }

@@ -12,7 +12,7 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use uuid::Uuid;
 
-use super::{describe, patch::write_at, AppState};
+use super::{describe, patch::{admit, write_at}, AppState};
 use crate::error::TusError;
 use crate::finish::VideoFields;
 use crate::protocol::{self, names, upload_path, Concat, Metadata};
@@ -48,6 +48,9 @@ pub async fn create(st: &AppState, headers: &HeaderMap, body: Body) -> Result<Re
             return Err(TusError::ExceedsLength { remaining: l });
         }
     }
+    // Admitted before the row exists, so a busy server creates nothing the
+    // client would have to clean up.
+    let admission = sends_bytes.then(|| admit(st, headers)).transpose()?;
     let kind = match concat {
         Concat::None => Kind::Single,
         Concat::Partial => Kind::Partial,
@@ -71,8 +74,8 @@ pub async fn create(st: &AppState, headers: &HeaderMap, body: Body) -> Result<Re
         })
         .await?;
     st.metrics.uploads.with_label_values(&["created"]).inc();
-    let up = if sends_bytes {
-        write_at(st, id, 0, headers, body).await?.0
+    let up = if let Some(admission) = admission {
+        write_at(st, admission, id, 0, headers, body).await?.0
     } else if up.is_final() {
         assemble_if_ready(st, up).await?
     } else {

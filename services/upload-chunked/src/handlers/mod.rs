@@ -27,6 +27,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
 use axum::Router;
 use prometheus::{IntCounter, IntCounterVec, Opts};
+use shared::budget::Budget;
 use shared::metrics::Metrics;
 use tower_http::cors::CorsLayer;
 use tower_http::set_header::SetResponseHeaderLayer;
@@ -46,11 +47,13 @@ pub struct AppState {
     pub board: ProgressBoard,
     pub tus: TusSettings,
     pub metrics: TusMetrics,
+    /// Concurrent uploads and body bytes in flight, for the whole instance.
+    pub budget: Budget,
 }
 
 #[derive(Clone)]
 pub struct TusMetrics {
-    /// created, completed, terminated, expired, refused.
+    /// created, completed, terminated, expired, refused, cut_off (too slow or too long), error.
     pub uploads: IntCounterVec,
     pub bytes: IntCounter,
 }

@@ -1,22 +1,29 @@
 //! PATCH: appends a body at the upload's offset — and [`write_at`], the
 //! write path creation-with-upload shares.
 //!
-//! Cheap refusals come first, then the upload's lock, then the same checks
-//! again on the state read under the lock (another replica may have
-//! written in between). The write and the completion run in a task of
-//! their own: if the client disconnects, the handler future is dropped, but
-//! the task still commits what arrived and releases the lock.
+//! Cheap refusals come first, then admission to the service's upload
+//! budget, then the upload's lease, then the same checks again on the state
+//! read under the lease (another replica may have written in between). The
+//! write and the completion run in a task of their own: if the client
+//! disconnects, the handler future is dropped, but the task still commits
+//! what arrived and gives back the lease and the budget.
+//!
+//! The body is read under the pace rules (minimum rate, deadline, idle
+//! limit). A body cut off for being too slow or too long keeps the bytes
+//! it delivered, like a disconnect, and is answered 408 with the offset.
 
 use axum::body::Body;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use shared::budget::Admission;
+use shared::pace::{Breach, Pace};
 use uuid::Uuid;
 
 use super::{check_writable, describe, AppState};
 use crate::error::TusError;
 use crate::progress::UploadProgress;
 use crate::protocol::{self, names, ChecksumPlan};
-use crate::store::{Appended, Chunk, Upload, UploadLock};
+use crate::store::{Appended, Chunk, Lease, Upload};
 
 pub async fn patch(
     st: &AppState,
@@ -28,7 +35,8 @@ pub async fn patch(
         return Err(TusError::WrongContentType);
     }
     let offset = protocol::upload_offset(headers)?;
-    let (up, _) = write_at(st, id, offset, headers, body).await?;
+    let admission = admit(st, headers)?;
+    let (up, _) = write_at(st, admission, id, offset, headers, body).await?;
     let mut res = StatusCode::NO_CONTENT.into_response();
     res.headers_mut()
         .insert(names::UPLOAD_OFFSET, HeaderValue::from(up.offset));
@@ -36,7 +44,7 @@ pub async fn patch(
     Ok(res)
 }
 
-/// The request's write, as parsed from its headers before any lock is taken.
+/// The request's write, as parsed from its headers before the lease is taken.
 struct WriteRequest {
     client_offset: u64,
     new_length: Option<u64>,
@@ -44,10 +52,20 @@ struct WriteRequest {
     checksum: ChecksumPlan,
 }
 
+/// A share of the service's upload budget for one request with a body:
+/// one upload slot, and the bytes it may buffer before they are in S3.
+pub fn admit(st: &AppState, headers: &HeaderMap) -> Result<Admission, TusError> {
+    let bound = st.tus.buffer_bytes();
+    let bytes = protocol::content_length(headers).map_or(bound, |n| n.min(bound));
+    st.budget.admit(bytes).map_err(TusError::Busy)
+}
+
 /// Writes `body` at `client_offset` and finishes the upload if that
-/// completed it. Returns the upload as it now stands.
+/// completed it. Returns the upload as it now stands. `admission` is held
+/// until the write ends, even if the client goes away first.
 pub async fn write_at(
     st: &AppState,
+    admission: Admission,
     id: Uuid,
     client_offset: u64,
     headers: &HeaderMap,
@@ -61,23 +79,26 @@ pub async fn write_at(
     };
     let up = st.store.get(id).await?.ok_or(TusError::NotFound)?;
     check_writable(&up)?;
-    let lock = st.store.lock(id, st.tus.lock_wait.0).await?;
+    let pace = Pace::start(&st.tus.pace, Some(st.tus.idle_timeout.0));
+    let lease = st.store.lease(id, st.tus.lock_wait.0).await?;
     let st = st.clone();
     tokio::spawn(async move {
-        let res = write_locked(&st, &lock, id, req, body).await;
-        lock.release().await;
+        let res = write_leased(&st, &lease, id, req, body, pace).await;
+        lease.release().await;
+        drop(admission);
         res
     })
     .await
     .map_err(|e| TusError::Internal(anyhow::anyhow!("write task ended abnormally: {e}")))?
 }
 
-async fn write_locked(
+async fn write_leased(
     st: &AppState,
-    lock: &UploadLock,
+    lease: &Lease,
     id: Uuid,
     req: WriteRequest,
     body: Body,
+    pace: Pace,
 ) -> Result<(Upload, Appended), TusError> {
     let mut up = st.store.get(id).await?.ok_or(TusError::NotFound)?;
     check_writable(&up)?;
@@ -101,7 +122,7 @@ async fn write_locked(
                 })
             }
             None => {
-                st.store.declare_length(lock, &up, len).await?;
+                st.store.declare_length(lease, &up, len).await?;
                 up.length = Some(len);
             }
         }
@@ -123,6 +144,7 @@ async fn write_locked(
             offset: up.offset,
             interrupted: false,
             expires_at: None,
+            breach: None,
         }
     } else {
         let chunk = Chunk {
@@ -130,8 +152,9 @@ async fn write_locked(
             content_length: req.content_length,
             checksum: req.checksum,
             on_progress: st.board.reporter(id, up.length),
+            pace,
         };
-        st.store.append(lock, &up, chunk).await?
+        st.store.append(lease, &up, chunk).await?
     };
     st.metrics.bytes.inc_by(appended.offset - up.offset);
     // What the append changed is known; no need to read the row back.
@@ -142,9 +165,17 @@ async fn write_locked(
     }
     if !up.is_full() {
         st.board.publish(id, &UploadProgress::from(&up)).await;
-        return Ok((up, appended));
+        // A silent client is most likely gone: its answer is the offset, as
+        // for a disconnect. One that was too slow or too long is told why.
+        return match appended.breach {
+            Some(breach @ (Breach::TooSlow { .. } | Breach::Deadline { .. })) => {
+                st.metrics.uploads.with_label_values(&["cut_off"]).inc();
+                Err(TusError::CutOff { breach, offset: up.offset })
+            }
+            _ => Ok((up, appended)),
+        };
     }
-    let video_id = st.finisher.finish(lock, &up).await.inspect_err(|e| {
+    let video_id = st.finisher.finish(lease, &up).await.inspect_err(|e| {
         if matches!(e, TusError::FileChecksumMismatch) {
             st.metrics.uploads.with_label_values(&["refused"]).inc();
         }

@@ -25,12 +25,14 @@ use time::OffsetDateTime;
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
-use super::rows::{Part, Progress, Row, Rows};
+use super::lease::{Fence, Lease};
+use super::rows::{LeaseLost, Part, Progress, Row, Rows};
 use crate::checksum::ResumableSha256;
 
 pub struct Appender {
     storage: Storage,
     rows: Rows,
+    fence: Fence,
     id: Uuid,
     key: String,
     tail_key: String,
@@ -50,6 +52,7 @@ pub struct Appender {
 pub struct Target<'a> {
     pub storage: &'a Storage,
     pub rows: &'a Rows,
+    pub lease: &'a Lease,
     pub tail_key: String,
     pub max_in_flight: usize,
     pub expiry: Duration,
@@ -78,6 +81,7 @@ impl Appender {
         Ok(Self {
             storage: t.storage.clone(),
             rows: t.rows.clone(),
+            fence: t.lease.fence(),
             id: row.id,
             key: row.object_key.clone(),
             tail_key: t.tail_key,
@@ -111,6 +115,10 @@ impl Appender {
     }
 
     async fn send_part(&mut self, body: Bytes) -> anyhow::Result<()> {
+        // Part numbers after the committed ones are the new holder's now.
+        if self.fence.is_lost() {
+            return Err(LeaseLost.into());
+        }
         let upload_id = self.multipart().await?;
         while self.in_flight.len() >= self.max_in_flight {
             self.land_front().await?;
@@ -138,7 +146,7 @@ impl Appender {
             return Ok(id.clone());
         }
         let id = self.storage.create_multipart(&self.key, "application/octet-stream").await?;
-        self.rows.set_s3_upload(self.id, &id).await?;
+        self.rows.set_s3_upload(self.id, self.fence.holder(), &id).await?;
         self.s3_upload_id = Some(id.clone());
         Ok(id)
     }
@@ -161,7 +169,7 @@ impl Appender {
     async fn commit(&mut self, sha256: ResumableSha256, tail_bytes: u64) -> anyhow::Result<(u64, OffsetDateTime)> {
         let progress = Progress { new_parts: std::mem::take(&mut self.landed), tail_bytes, sha256 };
         let expires = OffsetDateTime::now_utc() + self.expiry;
-        Ok((self.rows.commit(self.id, &progress, expires).await?, expires))
+        Ok((self.rows.commit(self.id, self.fence.holder(), &progress, expires).await?, expires))
     }
 
     /// Makes everything received durable. `last` means the upload's length
@@ -182,6 +190,7 @@ impl Appender {
         }
         let tail = self.buf.split().freeze();
         if !tail.is_empty() {
+            anyhow::ensure!(!self.fence.is_lost(), LeaseLost);
             // Overwrites the tail this request started from. If no part was
             // cut, the old tail is a prefix of the new one, so a crash before
             // the commit below leaves the row reading a correct (shorter) tail.

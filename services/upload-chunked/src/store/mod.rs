@@ -1,12 +1,14 @@
 //! The storage side of tus, behind [`DataStore`]: the protocol handlers ask
-//! for uploads, locks, appends, completion, assembly and termination, and
+//! for uploads, leases, appends, completion, assembly and termination, and
 //! never see S3 keys, parts or SQL.
 //!
-//! - [`rows`] — upload state in PostgreSQL and the per-upload lock.
+//! - [`rows`] — upload state in PostgreSQL.
+//! - [`lease`] — the per-upload writer lease (an expiring row, not a held connection).
 //! - [`s3`] — [`s3::S3Store`], the implementation: bytes in S3, state in rows.
 //! - [`append`] — one PATCH body streamed into S3 parts and the tail object.
 
 pub mod append;
+pub mod lease;
 pub mod rows;
 pub mod s3;
 
@@ -15,11 +17,12 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use axum::body::Body;
+use shared::pace::{Breach, Pace};
 use shared::storage::Stored;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-pub use rows::UploadLock;
+pub use lease::Lease;
 
 use crate::error::TusError;
 use crate::protocol::ChecksumPlan;
@@ -79,6 +82,8 @@ pub struct Chunk {
     pub checksum: ChecksumPlan,
     /// Called as bytes arrive (at most a few times a second) with the offset reached so far.
     pub on_progress: Arc<dyn Fn(u64, u64) + Send + Sync>,
+    /// How fast the body must arrive; a breach cuts it off like a disconnect.
+    pub pace: Pace,
 }
 
 /// What an append made durable.
@@ -90,24 +95,27 @@ pub struct Appended {
     pub interrupted: bool,
     /// The new Upload-Expires, when bytes were committed.
     pub expires_at: Option<OffsetDateTime>,
+    /// Why the body was cut off, when the server did it (too slow, too long, silent).
+    pub breach: Option<Breach>,
 }
 
 #[async_trait]
 pub trait DataStore: Send + Sync + 'static {
     async fn create(&self, new: NewUpload) -> anyhow::Result<Upload>;
     async fn get(&self, id: Uuid) -> anyhow::Result<Option<Upload>>;
-    /// Waits at most `wait` for another writer; `TusError::Locked` after that.
-    async fn lock(&self, id: Uuid, wait: Duration) -> Result<UploadLock, TusError>;
+    /// The upload's writer lease, waiting at most `wait` for another writer
+    /// (`TusError::Locked` after that; `TusError::NotFound` for no such upload).
+    async fn lease(&self, id: Uuid, wait: Duration) -> Result<Lease, TusError>;
     async fn declare_length(
         &self,
-        lock: &UploadLock,
+        lease: &Lease,
         upload: &Upload,
         length: u64,
     ) -> anyhow::Result<()>;
     /// Appends at the upload's current offset. Refusals (checksum, overflow) store nothing.
     async fn append(
         &self,
-        lock: &UploadLock,
+        lease: &Lease,
         upload: &Upload,
         chunk: Chunk,
     ) -> Result<Appended, TusError>;
@@ -115,21 +123,23 @@ pub trait DataStore: Send + Sync + 'static {
     /// SHA-256, when the client gave one). Idempotent.
     async fn complete(
         &self,
-        lock: &UploadLock,
+        lease: &Lease,
         upload: &Upload,
         expect_sha256: Option<&str>,
     ) -> Result<Stored, TusError>;
     /// Builds a final upload's object from its complete partials, in order.
     async fn assemble(
         &self,
-        lock: &UploadLock,
+        lease: &Lease,
         final_upload: &Upload,
         partials: &[Upload],
         expect_sha256: Option<&str>,
     ) -> Result<Stored, TusError>;
-    /// Frees every byte the upload holds and forgets it; false when there is
-    /// no such upload. A video it became is not touched.
-    async fn terminate(&self, lock: &UploadLock, id: Uuid) -> anyhow::Result<bool>;
+    /// Frees every byte the upload holds, then forgets it; false when there
+    /// is no such upload. A video it became is not touched. If any byte
+    /// cannot be freed the row stays, so the bytes are never orphaned and the
+    /// termination (or the sweeper) can try again.
+    async fn terminate(&self, lease: &Lease, id: Uuid) -> anyhow::Result<bool>;
     async fn set_video(&self, id: Uuid, video_id: Uuid) -> anyhow::Result<()>;
     async fn finals_waiting_on(&self, partial: Uuid) -> anyhow::Result<Vec<Uuid>>;
     /// Unfinished (or unassembled partial) uploads past their expiry.

@@ -1,20 +1,18 @@
 //! Upload state in PostgreSQL: the `uploads` row, its S3 part list and its
-//! concatenation links, plus the per-upload lock.
+//! concatenation links, plus the statements behind the writer lease.
 //!
-//! The lock is a transaction-scoped advisory lock held on its own pooled
-//! connection for as long as a request writes. PostgreSQL drops it when the
-//! transaction ends, or when the connection does — so a request whose
-//! process died never leaves an upload locked.
+//! Writes of committed state take the lease holder and change the row only
+//! while that holder still has the lease (a fencing token): a writer whose
+//! lease lapsed gets [`LeaseLost`] instead of overwriting its successor.
 
 use std::time::Duration;
 
 use anyhow::Context;
-use sqlx::{PgPool, Postgres, Transaction};
+use sqlx::PgPool;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::checksum::ResumableSha256;
-use crate::error::TusError;
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct Row {
@@ -156,24 +154,39 @@ impl Rows {
 
     /// Records the S3 multipart upload before any part is sent, so the
     /// sweeper can always find and abort it.
-    pub async fn set_s3_upload(&self, id: Uuid, s3_upload_id: &str) -> anyhow::Result<()> {
-        sqlx::query("UPDATE uploads SET s3_upload_id = $2, updated_at = now() WHERE id = $1")
+    pub async fn set_s3_upload(&self, id: Uuid, holder: Uuid, s3_upload_id: &str) -> anyhow::Result<()> {
+        let done = sqlx::query("UPDATE uploads SET s3_upload_id = $3, updated_at = now() WHERE id = $1 AND lease_holder = $2")
             .bind(id)
+            .bind(holder)
             .bind(s3_upload_id)
             .execute(&self.pool)
             .await?;
-        Ok(())
+        fenced(done.rows_affected())
     }
 
     /// Makes received bytes durable: parts, tail length and hash state in one transaction.
     pub async fn commit(
         &self,
         id: Uuid,
+        holder: Uuid,
         p: &Progress,
         expires_at: OffsetDateTime,
     ) -> anyhow::Result<u64> {
         let mut tx = self.pool.begin().await?;
-        let mut added = 0i64;
+        let added: i64 = p.new_parts.iter().map(|part| part.size as i64).sum();
+        let offset: Option<i64> = sqlx::query_scalar(
+            "UPDATE uploads SET parts_bytes = parts_bytes + $3, tail_bytes = $4, sha256_state = $5, expires_at = $6, updated_at = now() \
+             WHERE id = $1 AND lease_holder = $2 RETURNING upload_offset",
+        )
+        .bind(id)
+        .bind(holder)
+        .bind(added)
+        .bind(p.tail_bytes as i64)
+        .bind(p.sha256.to_bytes())
+        .bind(expires_at)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let offset = offset.ok_or(LeaseLost)?;
         for part in &p.new_parts {
             sqlx::query(
                 "INSERT INTO upload_parts (upload_id, part_number, size, etag) VALUES ($1, $2, $3, $4) \
@@ -185,52 +198,43 @@ impl Rows {
             .bind(&part.etag)
             .execute(&mut *tx)
             .await?;
-            added += part.size as i64;
         }
-        let offset: i64 = sqlx::query_scalar(
-            "UPDATE uploads SET parts_bytes = parts_bytes + $2, tail_bytes = $3, sha256_state = $4, expires_at = $5, updated_at = now() \
-             WHERE id = $1 RETURNING upload_offset",
-        )
-        .bind(id)
-        .bind(added)
-        .bind(p.tail_bytes as i64)
-        .bind(p.sha256.to_bytes())
-        .bind(expires_at)
-        .fetch_one(&mut *tx)
-        .await?;
         tx.commit().await?;
         Ok(offset as u64)
     }
 
-    pub async fn set_length(&self, id: Uuid, length: u64) -> anyhow::Result<()> {
-        sqlx::query("UPDATE uploads SET length = $2, updated_at = now() WHERE id = $1")
+    pub async fn set_length(&self, id: Uuid, holder: Uuid, length: u64) -> anyhow::Result<()> {
+        let done = sqlx::query("UPDATE uploads SET length = $3, updated_at = now() WHERE id = $1 AND lease_holder = $2")
             .bind(id)
+            .bind(holder)
             .bind(length as i64)
             .execute(&self.pool)
             .await?;
-        Ok(())
+        fenced(done.rows_affected())
     }
 
     /// The object is whole in S3.
-    pub async fn mark_complete(&self, id: Uuid, length: u64) -> anyhow::Result<()> {
-        sqlx::query(
-            "UPDATE uploads SET completed_at = now(), length = $2, parts_bytes = $2, tail_bytes = 0, s3_upload_id = NULL, updated_at = now() \
-             WHERE id = $1",
+    pub async fn mark_complete(&self, id: Uuid, holder: Uuid, length: u64) -> anyhow::Result<()> {
+        let done = sqlx::query(
+            "UPDATE uploads SET completed_at = now(), length = $3, parts_bytes = $3, tail_bytes = 0, s3_upload_id = NULL, updated_at = now() \
+             WHERE id = $1 AND lease_holder = $2",
         )
         .bind(id)
+        .bind(holder)
         .bind(length as i64)
         .execute(&self.pool)
         .await?;
-        Ok(())
+        fenced(done.rows_affected())
     }
 
-    pub async fn mark_failed(&self, id: Uuid, why: &str) -> anyhow::Result<()> {
-        sqlx::query("UPDATE uploads SET failure = $2, completed_at = now(), s3_upload_id = NULL, updated_at = now() WHERE id = $1")
+    pub async fn mark_failed(&self, id: Uuid, holder: Uuid, why: &str) -> anyhow::Result<()> {
+        let done = sqlx::query("UPDATE uploads SET failure = $3, completed_at = now(), s3_upload_id = NULL, updated_at = now() WHERE id = $1 AND lease_holder = $2")
             .bind(id)
+            .bind(holder)
             .bind(why)
             .execute(&self.pool)
             .await?;
-        Ok(())
+        fenced(done.rows_affected())
     }
 
     pub async fn mark_consumed(&self, partials: &[Uuid], final_id: Uuid) -> anyhow::Result<()> {
@@ -251,12 +255,13 @@ impl Rows {
         Ok(())
     }
 
-    pub async fn delete(&self, id: Uuid) -> anyhow::Result<()> {
-        sqlx::query("DELETE FROM uploads WHERE id = $1")
+    pub async fn delete(&self, id: Uuid, holder: Uuid) -> anyhow::Result<()> {
+        let done = sqlx::query("DELETE FROM uploads WHERE id = $1 AND lease_holder = $2")
             .bind(id)
+            .bind(holder)
             .execute(&self.pool)
             .await?;
-        Ok(())
+        fenced(done.rows_affected())
     }
 
     /// Uploads past their expiry that hold bytes no video owns: unfinished
@@ -290,57 +295,66 @@ impl Rows {
         .await?)
     }
 
-    /// Takes the upload's lock, waiting at most `wait` for a writer to finish.
-    pub async fn lock(&self, id: Uuid, wait: Duration) -> Result<UploadLock, TusError> {
-        let mut tx = self
-            .pool
-            .begin()
-            .await
-            .context("opening lock transaction")?;
-        sqlx::query(&format!(
-            "SET LOCAL lock_timeout = {}",
-            wait.as_millis().max(1)
-        ))
-        .execute(&mut *tx)
+    /// One attempt at the lease: taken when it is free or expired.
+    pub async fn take_lease(&self, id: Uuid, holder: Uuid, ttl: Duration) -> anyhow::Result<Taken> {
+        let (taken, exists): (bool, bool) = sqlx::query_as(
+            "WITH taken AS ( \
+                UPDATE uploads SET lease_holder = $2, lease_until = now() + make_interval(secs => $3) \
+                WHERE id = $1 AND (lease_holder IS NULL OR lease_until < now()) RETURNING 1) \
+             SELECT EXISTS (SELECT 1 FROM taken), EXISTS (SELECT 1 FROM uploads WHERE id = $1)",
+        )
+        .bind(id)
+        .bind(holder)
+        .bind(ttl.as_secs_f64())
+        .fetch_one(&self.pool)
         .await
-        .context("setting lock_timeout")?;
-        match sqlx::query("SELECT pg_advisory_xact_lock($1)")
-            .bind(lock_key(id))
-            .execute(&mut *tx)
-            .await
-        {
-            Ok(_) => Ok(UploadLock { tx: Some(tx) }),
-            Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("55P03") => {
-                Err(TusError::Locked)
-            }
-            Err(e) => Err(TusError::Internal(
-                anyhow::Error::new(e).context("taking upload lock"),
-            )),
-        }
+        .context("taking upload lease")?;
+        Ok(match (taken, exists) {
+            (true, _) => Taken::Yes,
+            (false, true) => Taken::Held,
+            (false, false) => Taken::NoSuchUpload,
+        })
+    }
+
+    /// Extends a lease still held by `holder`; false when it is not.
+    pub async fn renew_lease(&self, id: Uuid, holder: Uuid, ttl: Duration) -> anyhow::Result<bool> {
+        let done = sqlx::query("UPDATE uploads SET lease_until = now() + make_interval(secs => $3) WHERE id = $1 AND lease_holder = $2")
+            .bind(id)
+            .bind(holder)
+            .bind(ttl.as_secs_f64())
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    pub async fn release_lease(&self, id: Uuid, holder: Uuid) -> anyhow::Result<()> {
+        sqlx::query("UPDATE uploads SET lease_holder = NULL, lease_until = NULL WHERE id = $1 AND lease_holder = $2")
+            .bind(id)
+            .bind(holder)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
     }
 }
 
-/// Held while a request changes an upload. Dropping it ends the transaction
-/// (sqlx rolls back when the connection returns to the pool); `release`
-/// does so at once.
-pub struct UploadLock {
-    tx: Option<Transaction<'static, Postgres>>,
+/// What one attempt at a lease found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Taken {
+    Yes,
+    Held,
+    NoSuchUpload,
 }
 
-impl UploadLock {
-    pub async fn release(mut self) {
-        if let Some(tx) = self.tx.take() {
-            if let Err(e) = tx.rollback().await {
-                tracing::warn!(error = %e, "releasing upload lock; the connection will drop it");
-            }
-        }
+/// A fenced write found the lease in other hands.
+#[derive(Debug, thiserror::Error)]
+#[error("the upload's lease passed to another request")]
+pub struct LeaseLost;
+
+/// Fenced writes change exactly one row, or the lease is gone.
+fn fenced(rows_affected: u64) -> anyhow::Result<()> {
+    if rows_affected == 1 {
+        Ok(())
+    } else {
+        Err(LeaseLost.into())
     }
-}
-
-/// Advisory locks take one bigint; both halves of the id are folded in so
-/// two uploads created in the same millisecond (UUIDv7) rarely share a key —
-/// and if they do, the cost is one request waiting, never a wrong write.
-fn lock_key(id: Uuid) -> i64 {
-    let (hi, lo) = id.as_u64_pair();
-    (hi ^ lo) as i64
 }

@@ -10,12 +10,15 @@
 //!
 //! One tus upload is one S3 multipart upload whose id is recorded before
 //! its first part is sent, so termination and the expiry sweeper can always
-//! abort it and no part is left billed.
+//! abort it and no part is left billed. Termination forgets the row only
+//! after every byte is freed, for the same reason.
 
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use async_trait::async_trait;
+use aws_sdk_s3::error::SdkError;
+use aws_sdk_s3::operation::abort_multipart_upload::AbortMultipartUploadError;
 use aws_sdk_s3::types::CompletedPart;
 use http_body_util::BodyExt;
 use shared::layout;
@@ -25,7 +28,7 @@ use uuid::Uuid;
 
 use super::append::{Appender, Target};
 use super::rows::{Row, Rows};
-use super::{Appended, Chunk, DataStore, Kind, NewUpload, Upload, UploadLock};
+use super::{Appended, Chunk, DataStore, Kind, Lease, NewUpload, Upload};
 use crate::checksum::{Algorithm, ChunkHasher, ResumableSha256};
 use crate::configuration::TusSettings;
 use crate::error::TusError;
@@ -67,10 +70,11 @@ impl S3Store {
         }
     }
 
-    fn target(&self, id: Uuid) -> Target<'_> {
+    fn target<'a>(&'a self, id: Uuid, lease: &'a Lease) -> Target<'a> {
         Target {
             storage: &self.storage,
             rows: &self.rows,
+            lease,
             tail_key: layout::tus_tail(id),
             max_in_flight: self.settings.parts_in_flight,
             expiry: self.settings.expiry.0,
@@ -104,11 +108,20 @@ impl S3Store {
         expect.is_none_or(|want| want.eq_ignore_ascii_case(got))
     }
 
-    async fn refuse(&self, row: &Row, why: &str) -> Result<Stored, TusError> {
+    /// Frees the multipart upload; one that S3 no longer knows (aborted or
+    /// completed before a crash) is already free.
+    async fn abort_multipart(&self, key: &str, upload_id: &str) -> anyhow::Result<()> {
+        match self.storage.abort_multipart(key, upload_id).await {
+            Err(e) if is_no_such_upload(&e) => Ok(()),
+            res => res,
+        }
+    }
+
+    async fn refuse(&self, lease: &Lease, row: &Row, why: &str) -> Result<Stored, TusError> {
         Self::best_effort("delete refused object",
             self.storage.delete(&row.object_key).await,
         );
-        self.rows.mark_failed(row.id, why).await?;
+        self.rows.mark_failed(row.id, lease.holder(), why).await?;
         Err(TusError::FileChecksumMismatch)
     }
 }
@@ -154,22 +167,22 @@ impl DataStore for S3Store {
         Ok(Some(Self::row_to_upload(row, Some((ids, sum)))))
     }
 
-    async fn lock(&self, id: Uuid, wait: Duration) -> Result<UploadLock, TusError> {
-        self.rows.lock(id, wait).await
+    async fn lease(&self, id: Uuid, wait: Duration) -> Result<Lease, TusError> {
+        Lease::acquire(&self.rows, id, self.settings.lease_ttl.0, wait).await
     }
 
     async fn declare_length(
         &self,
-        _lock: &UploadLock,
+        lease: &Lease,
         upload: &Upload,
         length: u64,
     ) -> anyhow::Result<()> {
-        self.rows.set_length(upload.id, length).await
+        self.rows.set_length(upload.id, lease.holder(), length).await
     }
 
     async fn append(
         &self,
-        _lock: &UploadLock,
+        lease: &Lease,
         upload: &Upload,
         chunk: Chunk,
     ) -> Result<Appended, TusError> {
@@ -183,16 +196,20 @@ impl DataStore for S3Store {
         // Commit part by part only when nothing can still refuse the body.
         let eager = chunk.checksum == ChecksumPlan::None
             && chunk.content_length.is_some_and(|n| n <= limit);
-        let mut appender = Appender::resume(self.target(upload.id), &row, eager).await?;
+        let mut appender = Appender::resume(self.target(upload.id, lease), &row, eager).await?;
         let mut verifiers = Verifiers::for_plan(&chunk.checksum);
         let mut trailer: Option<Result<Checksum, TusError>> = None;
         let (mut received, mut overflow, mut interrupted) = (0u64, false, false);
-        let mut body = chunk.body;
+        let mut breach = None;
+        let (mut body, mut pace) = (chunk.body, chunk.pace);
         let mut last_report = Instant::now();
         loop {
-            let frame = match tokio::time::timeout(self.settings.idle_timeout.0, body.frame()).await
-            {
-                Err(_) | Ok(Some(Err(_))) => {
+            let frame = match pace.guard(body.frame()).await {
+                Err(b) => {
+                    (interrupted, breach) = (true, Some(b));
+                    break;
+                }
+                Ok(Some(Err(_))) => {
                     interrupted = true;
                     break;
                 }
@@ -223,10 +240,15 @@ impl DataStore for S3Store {
             }
             received += data.len() as u64;
             verifiers.update(&data);
+            let len = data.len() as u64;
             appender.push(data).await?;
             if last_report.elapsed() >= Duration::from_millis(250) {
                 (chunk.on_progress)(start + received, received);
                 last_report = Instant::now();
+            }
+            if let Err(b) = pace.record(len, tokio::time::Instant::now()) {
+                (interrupted, breach) = (true, Some(b));
+                break;
             }
         }
         if overflow {
@@ -257,6 +279,7 @@ impl DataStore for S3Store {
                     offset: start,
                     interrupted: true,
                     expires_at: None,
+                    breach,
                 });
             };
             if verifiers.digest(proof.algorithm) != Some(proof.digest) {
@@ -270,12 +293,13 @@ impl DataStore for S3Store {
             offset,
             interrupted,
             expires_at: Some(expires_at),
+            breach,
         })
     }
 
     async fn complete(
         &self,
-        _lock: &UploadLock,
+        lease: &Lease,
         upload: &Upload,
         expect_sha256: Option<&str>,
     ) -> Result<Stored, TusError> {
@@ -293,7 +317,7 @@ impl DataStore for S3Store {
         }
         if row.tail_bytes > 0 {
             // A deferred length declared after the bytes arrived: the tail becomes the last part.
-            let appender = Appender::resume(self.target(row.id), &row, true).await?;
+            let appender = Appender::resume(self.target(row.id, lease), &row, true).await?;
             appender.finish(true).await?;
             row = self.row(upload.id).await?;
         }
@@ -315,6 +339,7 @@ impl DataStore for S3Store {
         if !self.verify_sha256(&sha256, expect_sha256) {
             return self
                 .refuse(
+                    lease,
                     &row,
                     "the file's SHA-256 does not match the checksum in its metadata",
                 )
@@ -323,7 +348,7 @@ impl DataStore for S3Store {
         Self::best_effort("delete tail",
             self.storage.delete(&layout::tus_tail(row.id)).await,
         );
-        self.rows.mark_complete(row.id, length).await?;
+        self.rows.mark_complete(row.id, lease.holder(), length).await?;
         Ok(Stored {
             key: row.object_key,
             size: length,
@@ -333,7 +358,7 @@ impl DataStore for S3Store {
 
     async fn assemble(
         &self,
-        _lock: &UploadLock,
+        lease: &Lease,
         final_upload: &Upload,
         partials: &[Upload],
         expect_sha256: Option<&str>,
@@ -349,7 +374,7 @@ impl DataStore for S3Store {
             self.settings.parts_in_flight,
         )
         .await?;
-        self.rows.set_s3_upload(row.id, writer.upload_id()).await?;
+        self.rows.set_s3_upload(row.id, lease.holder(), writer.upload_id()).await?;
         for p in partials {
             let key = layout::tus_partial(p.id);
             let obj = self
@@ -370,12 +395,13 @@ impl DataStore for S3Store {
         if !self.verify_sha256(&stored.sha256, expect_sha256) {
             return self
                 .refuse(
+                    lease,
                     &row,
                     "the assembled file's SHA-256 does not match the checksum in its metadata",
                 )
                 .await;
         }
-        self.rows.mark_complete(row.id, stored.size).await?;
+        self.rows.mark_complete(row.id, lease.holder(), stored.size).await?;
         let ids: Vec<Uuid> = partials.iter().map(|p| p.id).collect();
         self.rows.mark_consumed(&ids, row.id).await?;
         for id in ids {
@@ -386,11 +412,16 @@ impl DataStore for S3Store {
         Ok(stored)
     }
 
-    async fn terminate(&self, _lock: &UploadLock, id: Uuid) -> anyhow::Result<bool> {
+    async fn terminate(&self, lease: &Lease, id: Uuid) -> anyhow::Result<bool> {
         let Some(row) = self.rows.get(id).await? else {
             return Ok(false);
         };
-        self.abort_s3_upload(&row).await;
+        // Bytes first, row last: the row is the only record of the S3
+        // upload id, so forgetting it before the abort succeeded would
+        // orphan every part. Each step is idempotent for the retry.
+        if let Some(uid) = &row.s3_upload_id {
+            self.abort_multipart(&row.object_key, uid).await?;
+        }
         if row.tail_bytes > 0 || row.completed_at.is_none() {
             self.storage.delete(&layout::tus_tail(row.id)).await?;
         }
@@ -398,7 +429,7 @@ impl DataStore for S3Store {
         if row.video_id.is_none() && (row.completed_at.is_some() || row.concat == "partial") {
             self.storage.delete(&row.object_key).await?;
         }
-        self.rows.delete(row.id).await?;
+        self.rows.delete(row.id, lease.holder()).await?;
         Ok(true)
     }
 
@@ -417,6 +448,12 @@ impl DataStore for S3Store {
     async fn stranded(&self, older_than: Duration, limit: i64) -> anyhow::Result<Vec<Uuid>> {
         self.rows.stranded(older_than, limit).await
     }
+}
+
+fn is_no_such_upload(e: &anyhow::Error) -> bool {
+    e.downcast_ref::<SdkError<AbortMultipartUploadError>>().is_some_and(|e| {
+        e.as_service_error().is_some_and(|s| s.is_no_such_upload()) || e.raw_response().is_some_and(|r| r.status().as_u16() == 404)
+    })
 }
 
 /// The hashers a PATCH body runs through: the one its header names, or —

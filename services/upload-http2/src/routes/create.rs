@@ -30,9 +30,8 @@ pub async fn create_video(State(st): State<AppState>, Query(q): Query<CreateQuer
             res
         }
         Err(e) => {
-            let problem = e.to_problem();
-            st.metrics.uploads.with_label_values(&[&problem.code]).inc();
-            problem.into_response()
+            st.metrics.uploads.with_label_values(&[&e.to_problem().code]).inc();
+            e.into_response()
         }
     }
 }
@@ -50,6 +49,10 @@ async fn create(st: AppState, q: CreateQuery, headers: HeaderMap, req: Request) 
     }
     let header_title = headers.get(TITLE_HEADER).and_then(|v| v.to_str().ok()).map(str::to_owned);
     let query_title = clean_title(q.title.or(header_title))?;
+    // Held until the response: the body's buffer is what the byte budget counts.
+    let bound = st.upload.buffer_bytes();
+    let declared = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    let _admission = st.budget.admit(declared.map_or(bound, |n| n.min(bound))).map_err(ApiError::Busy)?;
 
     let id = Uuid::now_v7();
     let intake = Intake { storage: &st.storage, settings: &st.upload, key: layout::source(id) };

@@ -29,6 +29,8 @@ pub struct AppState {
     pub cache: Cache,
     pub upload: UploadSettings,
     pub metrics: UploadMetrics,
+    /// Concurrent uploads and body bytes in flight, for the whole instance.
+    pub budget: shared::budget::Budget,
 }
 
 #[derive(Clone)]

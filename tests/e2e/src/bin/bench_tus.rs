@@ -12,15 +12,25 @@
 //! `Upload-Concat: partial` so the random bytes do not become a video and
 //! start a transcode mid-benchmark; the byte path (parts, tail, commits,
 //! CompleteMultipartUpload) is the same as for any upload.
+//!
+//! `BENCH_TUS_BUDGETS=compare` measures instead what the upload budgets and
+//! the body pace cost (issue 11's goal: on ≥ 0.97 × off): two upload-chunked
+//! processes of this build, one with the default budgets and pace, one with
+//! all of them off (`UPLOAD_MAX_CONCURRENT=0` …), in a world of their own
+//! (database, bucket), each taking `BENCH_TUS_PARALLEL` (4) concurrent
+//! uploads per round so the semaphores are contended; five interleaved rounds.
 
 use std::path::Path;
 use std::process::Stdio;
 use std::time::Instant;
 
+use std::time::Duration;
+
 use anyhow::{bail, Context};
 use reqwest::Url;
 use shared::configuration::Env;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
+use shared::testing::World;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncSeekExt, BufReader};
 
 const MIB: u64 = 1 << 20;
 const ROUNDS: usize = 3;
@@ -36,6 +46,9 @@ async fn main() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let file = dir.path().join("upload.bin");
     e2e::write_random(&file, bytes).await?;
+    if std::env::var("BENCH_TUS_BUDGETS").as_deref() == Ok("compare") {
+        return compare_budgets(&file, bytes).await;
+    }
     let storage = shared::storage::S3Settings::from_env(&mut Env::from_process()).store();
     let http = reqwest::Client::new();
     let mut node = start_node_server(8 * MIB).await?;
@@ -108,12 +121,90 @@ fn median(v: &mut [f64]) -> f64 {
     v[v.len() / 2]
 }
 
+/// Every budget and pace rule off: what `compare_budgets` measures against.
+const BUDGETS_OFF: [(&str, &str); 4] = [
+    ("UPLOAD_MAX_CONCURRENT", "0"),
+    ("UPLOAD_MAX_BYTES_IN_FLIGHT", "0"),
+    ("UPLOAD_MIN_BYTES_PER_SEC", "0"),
+    ("UPLOAD_REQUEST_DEADLINE", "0"),
+];
+const COMPARE_ROUNDS: usize = 5;
+
+async fn compare_budgets(file: &Path, bytes: u64) -> anyhow::Result<()> {
+    let parallel: u64 = std::env::var("BENCH_TUS_PARALLEL").ok().and_then(|v| v.parse().ok()).unwrap_or(4);
+    let world = World::new().await;
+    let start = |off: bool| -> anyhow::Result<(e2e::Process, String)> {
+        let port = e2e::free_port();
+        let mut overrides: Vec<(&str, String)> = world.env();
+        overrides.push(("HTTP_ADDR", format!("127.0.0.1:{port}")));
+        if off {
+            overrides.extend(BUDGETS_OFF.iter().map(|(k, v)| (*k, v.to_string())));
+        }
+        Ok((e2e::spawn_stack_service("upload-chunked", "upload-chunked", &overrides), format!("http://127.0.0.1:{port}")))
+    };
+    let (_on_process, on) = start(false)?;
+    let (_off_process, off) = start(true)?;
+    for base in [&on, &off] {
+        e2e::wait_ready(&format!("{base}/health/ready"), Duration::from_secs(60)).await?;
+    }
+    let http = reqwest::Client::new();
+    let share = bytes / parallel;
+    println!(
+        "== tus budgets on vs off: {parallel} concurrent uploads of {} MiB each per round, 8 MiB PATCHes, median of {COMPARE_ROUNDS} rounds",
+        share / MIB
+    );
+    let (mut on_rates, mut off_rates) = (vec![], vec![]);
+    for round in 0..COMPARE_ROUNDS {
+        // Alternate who goes first, so a warming cache or a neighbour's build favours neither.
+        let order = if round % 2 == 0 { [(&on, true), (&off, false)] } else { [(&off, false), (&on, true)] };
+        for (base, is_on) in order {
+            let endpoint = format!("{base}/api/v1/uploads");
+            let started = Instant::now();
+            let uploads = (0..parallel).map(|i| tus_upload_part_of(&http, &endpoint, file, i * share, share, 8 * MIB));
+            futures::future::try_join_all(uploads).await?;
+            let r = rate(share * parallel, started);
+            if is_on { on_rates.push(r) } else { off_rates.push(r) }
+        }
+    }
+    let scraped = e2e::scrape(&on, "upload_budget_refusals_total").await?;
+    let (on_median, off_median) = (median(&mut on_rates), median(&mut off_rates));
+    println!("{:<44} {on_median:8.1} MiB/s", "budgets and pace on (defaults)");
+    println!("{:<44} {off_median:8.1} MiB/s", "budgets and pace off");
+    println!("ratio on / off: {:.3}   (refusals while on: {scraped})", on_median / off_median);
+    Ok(())
+}
+
+/// `tus_upload` of `size` bytes read from `file` at `skip`.
+async fn tus_upload_part_of(
+    http: &reqwest::Client,
+    endpoint: &str,
+    file: &Path,
+    skip: u64,
+    size: u64,
+    chunk: u64,
+) -> anyhow::Result<f64> {
+    let mut f = tokio::fs::File::open(file).await?;
+    f.seek(std::io::SeekFrom::Start(skip)).await?;
+    tus_upload_from(http, endpoint, f, size, chunk, true).await
+}
+
 /// One upload with a plain tus client: POST, then PATCHes of `chunk` bytes
 /// read from the file; DELETE afterwards so the bucket does not fill.
 async fn tus_upload(
     http: &reqwest::Client,
     endpoint: &str,
     file: &Path,
+    size: u64,
+    chunk: u64,
+    partial: bool,
+) -> anyhow::Result<f64> {
+    tus_upload_from(http, endpoint, tokio::fs::File::open(file).await?, size, chunk, partial).await
+}
+
+async fn tus_upload_from(
+    http: &reqwest::Client,
+    endpoint: &str,
+    mut f: tokio::fs::File,
     size: u64,
     chunk: u64,
     partial: bool,
@@ -136,7 +227,6 @@ async fn tus_upload(
         .context("no Location")?
         .to_str()?;
     let url = Url::parse(endpoint)?.join(location)?;
-    let mut f = tokio::fs::File::open(file).await?;
     let mut offset = 0u64;
     while offset < size {
         let n = chunk.min(size - offset) as usize;
