@@ -24,6 +24,7 @@
 //! - [`videos`] — the catalogue and the upload intake.
 //! - [`transcodes`] — a transcode's transitions: claim, commit, fail, revive.
 //! - [`reconcile`] — upload bytes no row knows (a crash mid-upload), removed.
+//! - [`watch`] — one watcher per id fanned out to event-stream subscribers, capped.
 
 pub mod backends;
 pub mod budget;
@@ -52,3 +53,4 @@ pub mod telemetry;
 pub mod testing;
 pub mod transcodes;
 pub mod videos;
+pub mod watch;

@@ -40,6 +40,7 @@ pub async fn build(settings: Settings) -> anyhow::Result<Server> {
         board,
         tus: settings.tus.clone(),
         metrics: TusMetrics::new(&metrics),
+        events: shared::watch::Hub::new(settings.events.clone(), &metrics),
         budget: Budget::new(&settings.tus.budget, &metrics),
     };
 

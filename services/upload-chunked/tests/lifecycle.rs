@@ -439,3 +439,40 @@ async fn the_events_stream_reports_progress_and_ends_with_the_video() {
     )
     .await;
 }
+
+/// The value of an unlabelled series (besides `service`) at `/metrics`.
+async fn metric(app: &TestApp, name: &str) -> f64 {
+    let text = app.client.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    let line = text.lines().find(|l| l.split(['{', ' ']).next() == Some(name)).unwrap_or_else(|| panic!("no {name} in /metrics"));
+    line.rsplit(' ').next().unwrap().parse().unwrap()
+}
+
+/// Issue 11: watchers of one upload share one poller, and each sees the end.
+#[tokio::test]
+async fn three_hundred_watchers_of_one_upload_share_one_poller() {
+    const SUBSCRIBERS: usize = 300;
+    let app = spawn_app().await;
+    let body = data(2000, 19);
+    let path = app.create(body.len(), "").await;
+    app.patch(&path, 0, body[..500].to_vec()).await;
+    // HTTP/2 streams, 100 per connection (hyper serves 200 at most per connection).
+    let clients: Vec<reqwest::Client> =
+        (0..3).map(|_| reqwest::Client::builder().http2_prior_knowledge().build().unwrap()).collect();
+    let mut readers = tokio::task::JoinSet::new();
+    for i in 0..SUBSCRIBERS {
+        let request = clients[i % clients.len()].get(app.url(&format!("{path}/events")));
+        readers.spawn(async move { request.send().await.unwrap().text().await.unwrap() });
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while metric(&app, "sse_subscribers").await < SUBSCRIBERS as f64 {
+        assert!(std::time::Instant::now() < deadline, "subscribers did not all connect");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(metric(&app, "sse_watchers").await, 1.0);
+    app.patch(&path, 500, body[500..].to_vec()).await;
+    let all = tokio::time::timeout(Duration::from_secs(30), readers.join_all()).await.expect("every stream ends after completion");
+    for text in &all {
+        assert!(text.contains("event: complete") && text.contains(&format!("/api/v1/videos/{}", id_of(&path))), "{text}");
+    }
+    app.eventually("the watcher to end", async || metric(&app, "sse_watchers").await == 0.0 && metric(&app, "sse_subscribers").await == 0.0).await;
+}

@@ -6,6 +6,7 @@ use shared::configuration::{ByteSize, Env, Seconds};
 use shared::pace::PaceSettings;
 use shared::server::HttpSettings;
 use shared::telemetry::TelemetrySettings;
+use shared::watch::WatchSettings;
 
 #[derive(Debug, Clone, Default)]
 pub struct Settings {
@@ -13,6 +14,7 @@ pub struct Settings {
     pub telemetry: TelemetrySettings,
     pub backends: BackendSettings,
     pub upload: UploadSettings,
+    pub events: WatchSettings,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -42,6 +44,7 @@ impl Settings {
             telemetry: TelemetrySettings::from_env(env),
             backends: BackendSettings::from_env(env),
             upload: UploadSettings::from_env(env),
+            events: WatchSettings::from_env(env),
         }
     }
 }

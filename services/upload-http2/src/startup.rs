@@ -26,6 +26,7 @@ pub async fn build(settings: Settings) -> anyhow::Result<Server> {
         cache: backends.cache,
         upload: settings.upload.clone(),
         metrics: UploadMetrics::new(&metrics),
+        events: shared::watch::Hub::new(settings.events.clone(), &metrics),
         budget: shared::budget::Budget::new(&settings.upload.budget, &metrics),
     };
     let rc = &settings.upload.reconcile;

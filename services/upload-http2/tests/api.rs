@@ -9,6 +9,7 @@ use serde_json::Value;
 use shared::configuration::{ByteSize, Env};
 use shared::server::HttpSettings;
 use shared::testing::World;
+use shared::watch::WatchSettings;
 use tokio::io::AsyncWriteExt;
 use upload_http2::configuration::{Settings, UploadSettings};
 use upload_http2::startup;
@@ -27,12 +28,17 @@ async fn spawn_app(max_bytes: ByteSize) -> TestApp {
 }
 
 async fn spawn_app_with(upload: UploadSettings) -> TestApp {
+    spawn_app_watching(upload, WatchSettings::from_env(&mut Env::listing())).await
+}
+
+async fn spawn_app_watching(upload: UploadSettings, events: WatchSettings) -> TestApp {
     let world = World::new().await;
     let settings = Settings {
         http: HttpSettings { addr: "127.0.0.1:0".into(), shutdown_grace: shared::configuration::Seconds(Duration::from_secs(1)) },
         telemetry: Default::default(),
         backends: world.backends.clone(),
         upload,
+        events,
     };
     let app = startup::build(settings).await.expect("app builds");
     let port = app.port();
@@ -310,4 +316,86 @@ async fn events_stream_status_changes_and_progress_until_ready() {
 
     let missing = app.client.get(format!("{}/api/v1/videos/{}/events", app.base, uuid::Uuid::now_v7())).send().await.unwrap();
     assert_problem(missing, StatusCode::NOT_FOUND, "video-not-found").await;
+}
+
+/// The Prometheus value of an unlabelled series (besides `service`) at `/metrics`.
+async fn metric(app: &TestApp, name: &str) -> f64 {
+    let text = app.client.get(format!("{}/metrics", app.base)).send().await.unwrap().text().await.unwrap();
+    let line = text.lines().find(|l| l.split(['{', ' ']).next() == Some(name)).unwrap_or_else(|| panic!("no {name} in /metrics"));
+    line.rsplit(' ').next().unwrap().parse().unwrap()
+}
+
+/// Issue 11: an event stream per viewer must not cost a database poller per
+/// viewer. 5,000 subscribers over 50 HTTP/2 connections (100 streams each,
+/// under hyper's 200) share one watcher, and every one receives `ready`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_thousand_subscribers_share_one_watcher_and_all_see_ready() {
+    const SUBSCRIBERS: usize = 5000;
+    const CONNECTIONS: usize = 50;
+    let app = spawn_app(ByteSize(64 << 20)).await;
+    let res = app.post_raw("video/mp4", pseudo_random(64 << 10)).await;
+    let id: uuid::Uuid = res.json::<Value>().await.unwrap()["id"].as_str().unwrap().parse().unwrap();
+    let url = format!("{}/api/v1/videos/{id}/events", app.base);
+    let clients: Vec<reqwest::Client> = (0..CONNECTIONS).map(|_| reqwest::Client::builder().http2_prior_knowledge().build().unwrap()).collect();
+
+    let mut subscribers = tokio::task::JoinSet::new();
+    for i in 0..SUBSCRIBERS {
+        let (client, url) = (clients[i % CONNECTIONS].clone(), url.clone());
+        subscribers.spawn(async move {
+            let mut res = client.get(&url).send().await.unwrap();
+            assert_eq!(res.status(), StatusCode::OK);
+            let mut seen = String::new();
+            while let Some(chunk) = res.chunk().await.unwrap() {
+                seen.push_str(&String::from_utf8_lossy(&chunk));
+            }
+            seen
+        });
+    }
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while metric(&app, "sse_subscribers").await < SUBSCRIBERS as f64 {
+        assert!(Instant::now() < deadline, "only {} subscribers connected", metric(&app, "sse_subscribers").await);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(metric(&app, "sse_watchers").await, 1.0, "one watcher for one video");
+    // One watcher polls twice a second; one per subscriber would poll 20,000 times in 2 s.
+    let before = metric(&app, "sse_watcher_polls_total").await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let polls = metric(&app, "sse_watcher_polls_total").await - before;
+    assert!(polls <= 8.0, "{polls} polls in 2 s");
+
+    let pool = app.world.backends.database.pool().unwrap();
+    sqlx::query("UPDATE videos SET status = 'ready' WHERE id = $1").bind(id).execute(&pool).await.unwrap();
+    let all = tokio::time::timeout(Duration::from_secs(60), subscribers.join_all()).await.expect("every stream ends after ready");
+    assert_eq!(all.len(), SUBSCRIBERS);
+    for seen in &all {
+        let order: Vec<&str> = seen.lines().filter_map(|l| l.strip_prefix("event: ")).collect();
+        assert_eq!(order, ["status", "status"], "{seen}");
+        assert!(seen.contains("\"status\":\"queued\"") && seen.contains("\"status\":\"ready\""), "{seen}");
+    }
+    app.eventually("the subscribers and the watcher to be gone", async || {
+        metric(&app, "sse_subscribers").await == 0.0 && metric(&app, "sse_watchers").await == 0.0
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn subscribers_beyond_the_cap_get_503_problem_with_retry_after() {
+    let mut events = WatchSettings::from_env(&mut Env::listing());
+    events.max_subscribers = 2;
+    let app = spawn_app_watching(UploadSettings::from_env(&mut Env::listing()), events).await;
+    let res = app.post_raw("video/mp4", pseudo_random(64 << 10)).await;
+    let id = res.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned();
+    let url = format!("{}/api/v1/videos/{id}/events", app.base);
+    // HTTP/2, so that dropping a response resets its stream at once.
+    let h2 = reqwest::Client::builder().http2_prior_knowledge().build().unwrap();
+    let first = h2.get(&url).send().await.unwrap();
+    let second = h2.get(&url).send().await.unwrap();
+    assert_eq!((first.status(), second.status()), (StatusCode::OK, StatusCode::OK));
+    let third = h2.get(&url).send().await.unwrap();
+    assert_eq!(third.headers()["retry-after"], "5");
+    let body = assert_problem(third, StatusCode::SERVICE_UNAVAILABLE, "too-many-subscribers").await;
+    assert_eq!(body["max_subscribers"], 2);
+    assert_eq!(metric(&app, "sse_subscribers_refused_total").await, 1.0);
+    drop(first);
+    app.eventually("a slot to free", async || h2.get(&url).send().await.unwrap().status() == StatusCode::OK).await;
 }

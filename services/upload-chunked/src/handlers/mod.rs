@@ -49,6 +49,8 @@ pub struct AppState {
     pub metrics: TusMetrics,
     /// Concurrent uploads and body bytes in flight, for the whole instance.
     pub budget: Budget,
+    /// One watcher per upload for the event streams, shared by their subscribers.
+    pub events: events::UploadWatch,
 }
 
 #[derive(Clone)]

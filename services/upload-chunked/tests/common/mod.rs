@@ -54,6 +54,7 @@ pub async fn spawn_in(world: World, tus: TusSettings) -> TestApp {
         telemetry: Default::default(),
         backends: world.backends.clone(),
         tus,
+        events: shared::watch::WatchSettings::from_env(&mut Env::listing()),
     };
     let app = startup::build(settings).await.expect("app builds");
     let port = app.port();

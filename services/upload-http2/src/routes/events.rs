@@ -5,75 +5,146 @@
 //! - `progress` while processing: `{stage, percent, fps, speed}`;
 //! - the stream ends after `status` reaches `ready` or `failed`, or `deleted`.
 //!
-//! It polls (PostgreSQL for the status, Redis for progress) instead of
-//! subscribing, so a watcher costs no dedicated connection, and it ends by
-//! itself after an hour; EventSource clients reconnect.
+//! However many clients watch a video, one watcher polls for it
+//! (PostgreSQL for the status, Redis for progress, twice a second) and
+//! fans its snapshots out through [`shared::watch`], which also caps the
+//! subscribers (503 beyond `SSE_MAX_SUBSCRIBERS`). A subscriber's stream ends
+//! by itself after an hour; EventSource clients reconnect.
 
 use std::convert::Infallible;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::State;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use futures::Stream;
+use futures::stream::BoxStream;
+use futures::{Stream, StreamExt};
 use shared::cache::Progress;
+use shared::error::Problem;
 use shared::extract::VideoId;
+use shared::watch::Hub;
 use uuid::Uuid;
 
 use super::view::VideoView;
 use super::AppState;
 use crate::error::ApiError;
 
+// The catalogue's status values this stream acts on.
+const READY: &str = "ready";
+const FAILED: &str = "failed";
+const PROCESSING: &str = "processing";
+
 const POLL: Duration = Duration::from_millis(500);
-const MAX_POLLS: u32 = 2 * 3600;
+const MAX_AGE: Duration = Duration::from_secs(3600);
+/// The watcher's first poll answers within this, or the catalogue is down.
+const FIRST_WITHIN: Duration = Duration::from_secs(5);
+
+/// One video's state as a poll saw it: what every subscriber diffs against.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Snapshot {
+    /// No such row: never was, or deleted.
+    Gone,
+    Video {
+        status: String,
+        /// The video as the API shows it, serialised once for every subscriber.
+        view: Arc<str>,
+        progress: Option<Progress>,
+    },
+}
+
+impl Snapshot {
+    fn is_terminal(&self) -> bool {
+        match self {
+            Snapshot::Gone => true,
+            Snapshot::Video { status, .. } => is_final(status),
+        }
+    }
+}
+
+fn is_final(status: &str) -> bool {
+    status == READY || status == FAILED
+}
+
+/// The watchers of upload-http2: one per watched video.
+pub type VideoWatch = Hub<Uuid, Snapshot>;
 
 pub async fn video_events(State(st): State<AppState>, VideoId(id): VideoId) -> Result<Response, ApiError> {
-    st.videos.get(id).await?.ok_or(ApiError::VideoNotFound(id))?;
-    Ok(Sse::new(stream(st, id)).keep_alive(KeepAlive::default()).into_response())
+    let source = st.clone();
+    let sub = match st.events.subscribe(id, move || poll(source, id)) {
+        Ok(sub) => sub,
+        Err(full) => return Ok(full.into_response()),
+    };
+    let mut snapshots = sub.into_stream().boxed();
+    match tokio::time::timeout(FIRST_WITHIN, snapshots.next()).await {
+        Err(_) => Ok(Problem::unavailable("the catalogue (PostgreSQL)", &anyhow::anyhow!("no answer within {FIRST_WITHIN:?}")).into_response()),
+        Ok(None | Some(Snapshot::Gone)) => Err(ApiError::VideoNotFound(id)),
+        Ok(Some(first)) => Ok(Sse::new(events(id, first, snapshots)).keep_alive(KeepAlive::default()).into_response()),
+    }
 }
 
-struct Watch {
-    st: AppState,
-    id: Uuid,
-    status: Option<String>,
-    progress: Option<Progress>,
-    polls: u32,
-    done: bool,
-}
-
-fn stream(st: AppState, id: Uuid) -> impl Stream<Item = Result<Event, Infallible>> {
-    let w = Watch { st, id, status: None, progress: None, polls: 0, done: false };
-    futures::stream::unfold(w, |mut w| async move {
-        while !w.done && w.polls < MAX_POLLS {
-            if w.polls > 0 {
-                tokio::time::sleep(POLL).await;
-            }
-            w.polls += 1;
-            let video = match w.st.videos.get(w.id).await {
-                Ok(Some(v)) => v,
-                Ok(None) => {
-                    w.done = true;
-                    return Some((Ok(Event::default().event("deleted").data(w.id.to_string())), w));
+/// The watcher's source: one snapshot per poll, ending after a terminal one.
+fn poll(st: AppState, id: Uuid) -> BoxStream<'static, Snapshot> {
+    futures::stream::unfold((st, true, false), move |(st, first, done)| async move {
+        if done {
+            return None;
+        }
+        if !first {
+            tokio::time::sleep(POLL).await;
+        }
+        loop {
+            match snapshot(&st, id).await {
+                Ok(s) => {
+                    let done = s.is_terminal();
+                    return Some((s, (st, false, done)));
                 }
                 // A catalogue hiccup: keep watching.
-                Err(_) => continue,
-            };
-            if w.status.as_deref() != Some(video.status.as_str()) {
-                w.status = Some(video.status.clone());
-                w.done = matches!(video.status.as_str(), "ready" | "failed");
-                let renditions = if video.status == "ready" { w.st.videos.renditions(w.id).await.unwrap_or_default() } else { vec![] };
-                let view = VideoView::new(video, renditions, None);
-                return Some((Ok(Event::default().event("status").json_data(&view).expect("view serialises")), w));
-            }
-            if video.status == "processing" {
-                if let Ok(Some(p)) = w.st.cache.progress(w.id).await {
-                    if w.progress.as_ref() != Some(&p) {
-                        w.progress = Some(p.clone());
-                        return Some((Ok(Event::default().event("progress").json_data(&p).expect("progress serialises")), w));
-                    }
+                Err(e) => {
+                    tracing::warn!(video = %id, error = format!("{e:#}"), "video events poll failed");
+                    tokio::time::sleep(POLL).await;
                 }
             }
         }
-        None
     })
+    .boxed()
+}
+
+async fn snapshot(st: &AppState, id: Uuid) -> anyhow::Result<Snapshot> {
+    let Some(video) = st.videos.get(id).await? else {
+        return Ok(Snapshot::Gone);
+    };
+    let status = video.status.clone();
+    let renditions = if status == READY { st.videos.renditions(id).await.unwrap_or_default() } else { vec![] };
+    let progress = if status == PROCESSING { st.cache.progress(id).await.ok().flatten() } else { None };
+    let view = serde_json::to_string(&VideoView::new(video, renditions, None))?;
+    Ok(Snapshot::Video { status, view: view.into(), progress })
+}
+
+/// What one subscriber is sent: the changes between the snapshots it sees.
+fn events(id: Uuid, first: Snapshot, rest: BoxStream<'static, Snapshot>) -> impl Stream<Item = Result<Event, Infallible>> {
+    let sent = (None::<String>, None::<Progress>);
+    futures::stream::iter([first])
+        .chain(rest)
+        .scan(sent, move |(status, progress), s| {
+            let mut out = Vec::with_capacity(2);
+            match s {
+                Snapshot::Gone => out.push(Event::default().event("deleted").data(id.to_string())),
+                Snapshot::Video { status: now, view, progress: p } => {
+                    if status.as_deref() != Some(now.as_str()) {
+                        out.push(Event::default().event("status").data(&*view));
+                        *status = Some(now);
+                    }
+                    if let Some(p) = p.filter(|p| progress.as_ref() != Some(p)) {
+                        out.push(Event::default().event("progress").json_data(&p).expect("progress serialises"));
+                        *progress = Some(p);
+                    }
+                }
+            }
+            futures::future::ready(Some(futures::stream::iter(out)))
+        })
+        .flatten()
+        .map(Ok)
+        .take_until(tokio::time::sleep(MAX_AGE))
+        // Polled after its end (a tower layer may do so), it stays ended.
+        .fuse()
 }

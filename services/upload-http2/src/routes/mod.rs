@@ -31,6 +31,8 @@ pub struct AppState {
     pub metrics: UploadMetrics,
     /// Concurrent uploads and body bytes in flight, for the whole instance.
     pub budget: shared::budget::Budget,
+    /// One watcher per video for the event streams, shared by their subscribers.
+    pub events: events::VideoWatch,
 }
 
 #[derive(Clone)]
