@@ -10,7 +10,13 @@
 //! 2. time to first byte of a 1 MB segment: edge (hit) vs the origin direct;
 //! 3. origin fetches per 1000 viewer requests while simulated viewers play
 //!    a 10-segment ladder through the edge (masters are per viewer and pass
-//!    through; everything else is fetched once).
+//!    through; everything else is fetched once);
+//! 4. the cost of the per-client rate limit on cache hits: two edges, one
+//!    with RATE_LIMIT_HLS off, one with a rate no client reaches (so every
+//!    request is checked and none refused), loaded in turn, twice each, as
+//!    one forwarded client; with the load generator's and the edge's CPU.
+//!
+//! `bench_edge --limiter` runs the setup and part 4 only.
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -25,6 +31,9 @@ const RUN: Duration = Duration::from_secs(6);
 const TTFB_SAMPLES: usize = 300;
 const VIEWERS: usize = 100;
 const SEGMENTS: usize = 10;
+/// The client the limiter comparison sends as (through a trusted proxy).
+const FORWARDED_CLIENT: &str = "198.51.100.77";
+const LIMITER_ROUNDS: usize = 3;
 
 fn spawn(bin: &str, env: &[(&str, String)], log: &Path) -> anyhow::Result<e2e::Process> {
     let log = std::fs::File::create(log)?;
@@ -60,7 +69,16 @@ struct Load {
 
 /// CONCURRENCY keep-alive clients hammer one URL for RUN; every body is read whole.
 async fn load(url: &str, expect_len: usize) -> anyhow::Result<Load> {
-    let client = reqwest::Client::builder().http1_only().pool_max_idle_per_host(CONCURRENCY).build()?;
+    load_as(url, expect_len, None).await
+}
+
+/// [`load`], every request carrying `X-Forwarded-For: forwarded` if given.
+async fn load_as(url: &str, expect_len: usize, forwarded: Option<&str>) -> anyhow::Result<Load> {
+    let mut headers = reqwest::header::HeaderMap::new();
+    if let Some(f) = forwarded {
+        headers.insert("x-forwarded-for", f.parse()?);
+    }
+    let client = reqwest::Client::builder().http1_only().pool_max_idle_per_host(CONCURRENCY).default_headers(headers).build()?;
     for _ in 0..50 {
         let b = client.get(url).send().await?.error_for_status()?.bytes().await?;
         if b.len() != expect_len {
@@ -113,6 +131,59 @@ async fn ttfb(url: &str) -> anyhow::Result<(f64, f64)> {
     Ok((e2e::percentile(&ms, 0.5), e2e::percentile(&ms, 0.99)))
 }
 
+/// CPU seconds (user + system) used so far by a process (`self` or a pid),
+/// from /proc: fields 14 and 15 of its stat, in clock ticks.
+fn cpu_secs(pid: &str) -> anyhow::Result<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    let after_name: Vec<&str> = stat.rsplit_once(')').context("unreadable /proc stat")?.1.split_whitespace().collect();
+    let ticks: f64 = after_name[11].parse::<f64>()? + after_name[12].parse::<f64>()?;
+    let per_sec: f64 = String::from_utf8(Command::new("getconf").arg("CLK_TCK").output()?.stdout)?.trim().parse()?;
+    Ok(ticks / per_sec)
+}
+
+/// Part 4: cache-hit requests/s with the per-client limit off and on, the
+/// edges started here from `edge_env` (no disk tier), in alternating runs.
+async fn limiter_cost(edge_env: &[(&'static str, String)], scratch: &Path, path: &str, len: usize) -> anyhow::Result<()> {
+    let mut edges = Vec::new();
+    for (label, rate) in [("off", "off"), ("on", "1000000/s burst=1000000")] {
+        let port = e2e::free_port();
+        let mut env: Vec<(&str, String)> = edge_env.iter().filter(|(k, _)| *k != "EDGE_DISK_DIR").cloned().collect();
+        env[0] = ("HTTP_ADDR", format!("127.0.0.1:{port}"));
+        env.push(("RATE_LIMIT_HLS", rate.into()));
+        let process = spawn("cdn-edge", &env, &scratch.join(format!("edge-limit-{label}.log")))?;
+        let url = format!("http://127.0.0.1:{port}");
+        wait_ready(&format!("{url}/health/ready")).await?;
+        edges.push((label, url, process));
+    }
+    println!(
+        "== rate limiter on cache hits: 4 KB playlist, {CONCURRENCY} keep-alive connections, {}s per run, {LIMITER_ROUNDS} runs each, alternating; every request from one forwarded client ({FORWARDED_CLIENT}); \"on\" = RATE_LIMIT_HLS=1000000/s (checked, never refused), \"off\" = RATE_LIMIT_HLS=off",
+        RUN.as_secs()
+    );
+    let mut rps = [0.0f64; 2];
+    for round in 1..=LIMITER_ROUNDS {
+        for (i, (label, url, process)) in edges.iter().enumerate() {
+            let pid = process.0.id().to_string();
+            let (gen0, edge0, t0) = (cpu_secs("self")?, cpu_secs(&pid)?, Instant::now());
+            let run = load_as(&format!("{url}{path}"), len, Some(FORWARDED_CLIENT)).await?;
+            let wall = t0.elapsed().as_secs_f64();
+            let (gen, edge) = ((cpu_secs("self")? - gen0) / wall, (cpu_secs(&pid)? - edge0) / wall);
+            rps[i] += run.rps / LIMITER_ROUNDS as f64;
+            println!(
+                "limiter {label:<3} run {round}: {:>8.0} req/s  p50 {:>6.2} ms  p99 {:>6.2} ms   CPU: load generator {:>4.0}% of a core, edge {:>4.0}% ({} cores)",
+                run.rps,
+                run.p50_ms,
+                run.p99_ms,
+                gen * 100.0,
+                edge * 100.0,
+                std::thread::available_parallelism().map_or(0, |n| n.get())
+            );
+        }
+    }
+    let refusals = e2e::scrape(&edges[1].1, "rate_limit_refusals_total").await?;
+    println!("limiter on/off, mean req/s: {:.0} / {:.0} = ratio {:.3} (cost {:.1} %); requests refused while on: {refusals}", rps[1], rps[0], rps[1] / rps[0], (1.0 - rps[1] / rps[0]) * 100.0);
+    Ok(())
+}
+
 fn sorted_ms(mut samples: Vec<Duration>) -> Vec<f64> {
     samples.sort();
     samples.into_iter().map(|d| d.as_secs_f64() * 1000.0).collect()
@@ -163,6 +234,9 @@ async fn main() -> anyhow::Result<()> {
         ("PURGE_TOKEN", "bench-purge-token-0123456789".into()),
         ("EDGE_DISK_DIR", scratch.path().join("edge-disk").display().to_string()),
     ];
+    if std::env::args().any(|a| a == "--limiter") {
+        return limiter_cost(&edge_env, scratch.path(), &format!("/hls/{video}/360p/index.m3u8"), media.len()).await;
+    }
     let _edge = spawn("cdn-edge", &edge_env, &scratch.path().join("edge.log"))?;
     let edge = format!("http://127.0.0.1:{edge_port}");
     wait_ready(&format!("{edge}/health/ready")).await?;
@@ -224,5 +298,5 @@ async fn main() -> anyhow::Result<()> {
     let requests: usize = viewers.into_iter().collect::<anyhow::Result<Vec<_>>>()?.into_iter().sum();
     let fetches = e2e::scrape(&cold, "edge_origin_fetches_total").await?;
     println!("{requests} viewer requests, {fetches} origin fetches: {:.1} per 1000 (every request to the origin would be 1000)", fetches * 1000.0 / requests as f64);
-    Ok(())
+    limiter_cost(&edge_env, scratch.path(), &format!("/hls/{video}/360p/index.m3u8"), media.len()).await
 }
