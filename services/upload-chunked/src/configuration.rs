@@ -4,6 +4,7 @@ use shared::backends::BackendSettings;
 use shared::budget::BudgetSettings;
 use shared::configuration::{ByteSize, Env, Seconds};
 use shared::pace::PaceSettings;
+use shared::ratelimit::{Action, RateLimitSettings};
 use shared::server::HttpSettings;
 use shared::telemetry::TelemetrySettings;
 use shared::watch::WatchSettings;
@@ -15,6 +16,8 @@ pub struct Settings {
     pub backends: BackendSettings,
     pub tus: TusSettings,
     pub events: WatchSettings,
+    /// Upload creation, per client.
+    pub rate_limits: RateLimitSettings,
 }
 
 impl Settings {
@@ -25,6 +28,7 @@ impl Settings {
             backends: BackendSettings::from_env(env),
             tus: TusSettings::from_env(env),
             events: WatchSettings::from_env(env),
+            rate_limits: RateLimitSettings::from_env(env, &[Action::UploadCreate]),
         }
     }
 }

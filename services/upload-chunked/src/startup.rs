@@ -6,6 +6,7 @@ use std::sync::Arc;
 use axum::http::{header, HeaderName, HeaderValue, Method};
 use shared::budget::Budget;
 use shared::metrics::Metrics;
+use shared::ratelimit::{Action, RateLimits};
 use shared::server::{with_operational_routes, Server};
 use shared::videos::Videos;
 use tower_http::cors::{AllowOrigin, CorsLayer};
@@ -40,11 +41,12 @@ pub async fn build(settings: Settings) -> anyhow::Result<Server> {
         board,
         tus: settings.tus.clone(),
         metrics: TusMetrics::new(&metrics),
-        events: shared::watch::Hub::new(settings.events.clone(), &metrics),
         budget: Budget::new(&settings.tus.budget, &metrics),
+        events: shared::watch::Hub::new(settings.events.clone(), &metrics),
     };
 
-    let router = handlers::router(state.clone(), cors(&settings.tus)?);
+    let uploads_limit = RateLimits::new(settings.rate_limits.clone(), &metrics).layer(Action::UploadCreate);
+    let router = handlers::router(state.clone(), cors(&settings.tus)?, uploads_limit);
     let app = with_operational_routes(router, backends.readiness(), metrics);
     let sweeper = tokio::spawn(crate::sweeper::run(state, settings.tus.sweep_every.0));
     let republisher = tokio::spawn(shared::videos::republish_stranded(

@@ -4,6 +4,7 @@ use shared::backends::BackendSettings;
 use shared::budget::BudgetSettings;
 use shared::configuration::{ByteSize, Env, Seconds};
 use shared::pace::PaceSettings;
+use shared::ratelimit::{Action, RateLimitSettings};
 use shared::server::HttpSettings;
 use shared::telemetry::TelemetrySettings;
 use shared::watch::WatchSettings;
@@ -15,6 +16,8 @@ pub struct Settings {
     pub backends: BackendSettings,
     pub upload: UploadSettings,
     pub events: WatchSettings,
+    /// Upload creation, per client.
+    pub rate_limits: RateLimitSettings,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -45,6 +48,7 @@ impl Settings {
             backends: BackendSettings::from_env(env),
             upload: UploadSettings::from_env(env),
             events: WatchSettings::from_env(env),
+            rate_limits: RateLimitSettings::from_env(env, &[Action::UploadCreate]),
         }
     }
 }

@@ -4,6 +4,7 @@
 
 
 use shared::metrics::Metrics;
+use shared::ratelimit::{Action, RateLimits};
 use shared::reconcile::Reconciler;
 use shared::server::{with_operational_routes, Server};
 use shared::videos::{republish_stranded, Videos};
@@ -26,12 +27,13 @@ pub async fn build(settings: Settings) -> anyhow::Result<Server> {
         cache: backends.cache,
         upload: settings.upload.clone(),
         metrics: UploadMetrics::new(&metrics),
-        events: shared::watch::Hub::new(settings.events.clone(), &metrics),
         budget: shared::budget::Budget::new(&settings.upload.budget, &metrics),
+        events: shared::watch::Hub::new(settings.events.clone(), &metrics),
     };
     let rc = &settings.upload.reconcile;
     let reconciler = Reconciler::new(backends.pool.clone(), state.storage.clone(), rc.grace.0, &metrics.registry);
-    let app = with_operational_routes(router(state), readiness, metrics);
+    let uploads_limit = RateLimits::new(settings.rate_limits.clone(), &metrics).layer(Action::UploadCreate);
+    let app = with_operational_routes(router(state, uploads_limit), readiness, metrics);
     let server = Server::new(settings.http.bind().await?, app, settings.http.shutdown_grace.0);
     Ok(server
         .with_task(tokio::spawn(republish_stranded(videos, publisher, settings.upload.republish_every.0, 100)))

@@ -39,6 +39,8 @@ async fn spawn_app_watching(upload: UploadSettings, events: WatchSettings) -> Te
         backends: world.backends.clone(),
         upload,
         events,
+        // No rate limits here (tests/ratelimit.rs has its own).
+        rate_limits: Default::default(),
     };
     let app = startup::build(settings).await.expect("app builds");
     let port = app.port();

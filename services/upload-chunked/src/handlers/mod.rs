@@ -29,6 +29,7 @@ use axum::Router;
 use prometheus::{IntCounter, IntCounterVec, Opts};
 use shared::budget::Budget;
 use shared::metrics::Metrics;
+use shared::ratelimit::RateLimit;
 use tower_http::cors::CorsLayer;
 use tower_http::set_header::SetResponseHeaderLayer;
 use uuid::Uuid;
@@ -87,10 +88,12 @@ enum Operation {
     Delete(Uuid),
 }
 
-pub fn router(state: AppState, cors: CorsLayer) -> Router {
+/// `uploads_limit` guards creation: OPTIONS never reaches it (answered by
+/// the CORS and discovery layers outside), so on the collection it is POST.
+pub fn router(state: AppState, cors: CorsLayer, uploads_limit: RateLimit) -> Router {
     Router::new()
-        .route(BASE_PATH, any(collection))
-        .route(&format!("{BASE_PATH}/"), any(collection))
+        .route(BASE_PATH, any(collection).layer(uploads_limit.clone()))
+        .route(&format!("{BASE_PATH}/"), any(collection).layer(uploads_limit))
         .route(&format!("{BASE_PATH}/{{id}}"), any(resource))
         .route(&format!("{BASE_PATH}/{{id}}/events"), get(events::events))
         .layer(cors)

@@ -55,6 +55,8 @@ pub async fn spawn_in(world: World, tus: TusSettings) -> TestApp {
         backends: world.backends.clone(),
         tus,
         events: shared::watch::WatchSettings::from_env(&mut Env::listing()),
+        // No rate limits here (tests/ratelimit.rs has its own).
+        rate_limits: Default::default(),
     };
     let app = startup::build(settings).await.expect("app builds");
     let port = app.port();

@@ -14,6 +14,7 @@ use axum::routing::{get, post};
 use axum::Router;
 use shared::cache::Cache;
 use shared::queue::Publisher;
+use shared::ratelimit::RateLimit;
 use shared::storage::Storage;
 use shared::videos::Videos;
 
@@ -52,11 +53,12 @@ impl UploadMetrics {
     }
 }
 
-pub fn router(state: AppState) -> Router {
+/// `uploads_limit` guards POST /api/v1/videos (creation) only.
+pub fn router(state: AppState, uploads_limit: RateLimit) -> Router {
     Router::new()
         // The body limit is ours (UPLOAD_MAX_BYTES, enforced while streaming);
         // axum's 2 MB default for buffered extractors must not apply here.
-        .route("/api/v1/videos", post(create::create_video).layer(DefaultBodyLimit::disable()).get(list::list_videos))
+        .route("/api/v1/videos", post(create::create_video).layer(DefaultBodyLimit::disable()).layer(uploads_limit).get(list::list_videos))
         .route("/api/v1/videos/{video_id}", get(get::get_video).delete(delete::delete_video))
         .route("/api/v1/videos/{video_id}/events", get(events::video_events))
         .with_state(state)
