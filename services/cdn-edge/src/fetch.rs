@@ -13,7 +13,10 @@ use axum::response::Response;
 const KEPT: [HeaderName; 6] = [header::CONTENT_TYPE, header::ETAG, header::LAST_MODIFIED, header::CACHE_CONTROL, header::CONTENT_ENCODING, header::EXPIRES];
 /// Per-viewer headers passed both ways on a pass-through.
 const VIEWER_REQUEST: [&str; 6] = ["range", "if-none-match", "if-modified-since", "x-viewer-region", "x-forwarded-for", "accept-encoding"];
-const VIEWER_RESPONSE: [&str; 5] = ["content-length", "content-range", "accept-ranges", "x-session-id", "x-bitrate-cap"];
+/// (`retry-after`: the origin's 429 for too many sessions must keep it;
+/// `vary`: a pass-through keeps the origin's `Content-Encoding`, so a cache in
+/// front must learn that the body depends on `Accept-Encoding`.)
+const VIEWER_RESPONSE: [&str; 7] = ["content-length", "content-range", "accept-ranges", "x-session-id", "x-bitrate-cap", "retry-after", "vary"];
 
 #[derive(Clone)]
 pub struct Origin {
