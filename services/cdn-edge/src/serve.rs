@@ -16,11 +16,12 @@
 //! Paths with dot segments or encoded separators never get here: a layer
 //! refuses them first (`shared::delivery::paths`).
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
 use axum::body::Body;
-use axum::extract::State;
+use axum::extract::{ConnectInfo, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use futures::{StreamExt, TryStreamExt};
@@ -71,18 +72,31 @@ fn per_viewer(path: &str) -> bool {
     path.rsplit('/').next() == Some(layout::MASTER_PLAYLIST) || path.starts_with("/steering/")
 }
 
-pub async fn proxy(State(st): State<EdgeState>, method: Method, uri: Uri, headers: HeaderMap) -> Response {
+pub async fn proxy(State(st): State<EdgeState>, ConnectInfo(peer): ConnectInfo<SocketAddr>, method: Method, uri: Uri, headers: HeaderMap) -> Response {
     let started = Instant::now();
     let sid = session_of(&uri);
     if let Some(sid) = &sid {
         st.heartbeats.beat(sid);
     }
     let (outcome, res) = if per_viewer(uri.path()) {
-        (Outcome::Pass, st.pass(&uri, &method, &headers).await)
+        // The origin limits and counts sessions per client: it must learn
+        // who this one is even when a player reached this edge directly.
+        (Outcome::Pass, st.pass(&uri, &method, &forwarded_for(headers, peer)).await)
     } else {
         st.lookup(uri.path(), &uri, &method, &headers, sid.as_ref()).await
     };
     st.finish(res, outcome, started)
+}
+
+/// `headers` with the peer appended to X-Forwarded-For, as NGINX's
+/// `$proxy_add_x_forwarded_for` does.
+fn forwarded_for(mut headers: HeaderMap, peer: SocketAddr) -> HeaderMap {
+    let mut chain: Vec<String> = headers.get_all("x-forwarded-for").iter().filter_map(|v| v.to_str().ok()).map(str::to_owned).collect();
+    chain.push(peer.ip().to_string());
+    if let Ok(v) = HeaderValue::from_str(&chain.join(", ")) {
+        headers.insert("x-forwarded-for", v);
+    }
+    headers
 }
 
 impl EdgeState {
@@ -268,6 +282,16 @@ mod tests {
         let r = respond(&object(), &Method::GET, &req(header::IF_NONE_MATCH, "W/\"abc\""));
         assert_eq!(r.status(), StatusCode::NOT_MODIFIED);
         assert_eq!(respond(&object(), &Method::GET, &req(header::IF_NONE_MATCH, "\"zzz\"")).status(), StatusCode::OK);
+    }
+
+    #[test]
+    fn the_peer_is_appended_to_the_forwarded_chain() {
+        let peer: SocketAddr = "203.0.113.5:4000".parse().unwrap();
+        assert_eq!(forwarded_for(HeaderMap::new(), peer)["x-forwarded-for"], "203.0.113.5");
+        let mut h = HeaderMap::new();
+        h.append("x-forwarded-for", HeaderValue::from_static("1.1.1.1, 198.51.100.7"));
+        h.append("x-forwarded-for", HeaderValue::from_static("10.0.0.1"));
+        assert_eq!(forwarded_for(h, peer)["x-forwarded-for"], "1.1.1.1, 198.51.100.7, 10.0.0.1, 203.0.113.5");
     }
 
     #[test]

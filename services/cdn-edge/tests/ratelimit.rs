@@ -121,3 +121,21 @@ async fn purges_and_hls_requests_above_the_edge_rates_get_429() {
     assert_eq!(refusals("purge"), 2.0);
     assert_eq!(refusals("hls"), 2.0);
 }
+
+#[tokio::test]
+async fn a_player_reaching_an_edge_directly_is_counted_as_itself_at_the_origin() {
+    let c = Catalogue::new().await;
+    // Only 127.0.0.1 (the edge) is a proxy here; the player is 127.0.0.2,
+    // as a viewer on the internet reaching the public secondary edge.
+    let origin = origin(&c.world, &[("RATE_LIMIT_SESSIONS", "1/m burst=2".into()), ("RATE_LIMIT_TRUSTED_PROXIES", "127.0.0.1".into())]).await;
+    let edge = edge(&c.world, &origin.url(), &[]).await;
+    let player = reqwest::Client::builder().local_address(Some("127.0.0.2".parse().unwrap())).build().unwrap();
+    let master = format!("{}{}", edge.url(), c.path("master.m3u8"));
+    let first = player.get(&master).send().await.unwrap();
+    let second = player.get(&master).send().await.unwrap();
+    assert_eq!((first.status(), second.status()), (StatusCode::OK, StatusCode::OK));
+    assert_eq!(first.headers()["x-session-id"], second.headers()["x-session-id"], "the edge told the origin who asked: one session");
+    let third = player.get(&master).send().await.unwrap();
+    assert_eq!(third.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_refusal(third, "master through the edge").await;
+}
