@@ -185,6 +185,7 @@ struct Bounded(ClientStore);
 impl StateStore for Bounded {
     type Key = Client;
 
+    #[inline]
     fn measure_and_replace<T, F, E>(&self, key: &Client, f: F) -> Result<T, E>
     where
         F: Fn(Option<Nanos>) -> Result<(T, Nanos), E>,
@@ -210,7 +211,11 @@ struct Limiter {
 pub struct RateLimit(Arc<Limiter>);
 
 impl RateLimit {
-    /// Ok, or how long this client must wait.
+    /// Ok, or how long this client must wait. `#[inline]` here and on the
+    /// hot path below: the generic moka and governor code is then compiled
+    /// in the calling service (edges are optimised in dev builds; `shared`
+    /// is not), not at `shared`'s level.
+    #[inline]
     pub fn check(&self, client: Client) -> Result<(), Duration> {
         let (Some((limiter, store)), Client::Addr(_)) = (&self.0.limiter, client) else { return Ok(()) };
         let verdict = limiter.check_key(&client).map_err(|not_until| not_until.wait_time_from(limiter.clock().now()));

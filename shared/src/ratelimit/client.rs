@@ -44,6 +44,7 @@ impl FromStr for TrustedProxies {
 }
 
 impl TrustedProxies {
+    #[inline]
     pub fn contains(&self, ip: IpAddr) -> bool {
         let ip = canonical(ip);
         self.0.iter().any(|net| net.contains(&ip))
@@ -65,11 +66,14 @@ pub enum Client {
 impl Client {
     /// The client of a request served with connection info (see
     /// `shared::server`); without it the peer is unknown.
+    #[inline]
     pub fn of<B>(req: &Request<B>, trusted: &TrustedProxies) -> Self {
         let peer = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
         Self::resolve(peer, req.headers(), trusted)
     }
 
+    /// `#[inline]`, as the limiter's check: it runs on every limited request.
+    #[inline]
     pub fn resolve(peer: Option<IpAddr>, headers: &HeaderMap, trusted: &TrustedProxies) -> Self {
         let Some(peer) = peer.map(canonical) else { return Client::Internal };
         if !trusted.contains(peer) {
@@ -94,6 +98,7 @@ impl Client {
         Client::Internal
     }
 
+    #[inline]
     fn addr(ip: IpAddr) -> Self {
         match canonical(ip) {
             IpAddr::V6(v6) => {
@@ -115,6 +120,7 @@ impl Client {
 
 /// An IPv4 address written as IPv6 (`::ffff:a.b.c.d`, what a dual-stack
 /// listener reports) is the IPv4 address.
+#[inline]
 fn canonical(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
@@ -124,6 +130,7 @@ fn canonical(ip: IpAddr) -> IpAddr {
 
 /// One `X-Forwarded-For` hop: an address, optionally with a port
 /// (`1.2.3.4:5678`, `[::1]:5678`).
+#[inline]
 fn parse_hop(raw: &str) -> Option<IpAddr> {
     let raw = raw.trim();
     raw.parse::<IpAddr>().ok().or_else(|| raw.parse::<SocketAddr>().ok().map(|s| s.ip())).map(canonical)
