@@ -42,11 +42,6 @@ impl BudgetSettings {
             retry_after: env.optional("UPLOAD_BUSY_RETRY_AFTER", "5s", "the Retry-After sent with a 503 when a budget is spent"),
         }
     }
-
-    /// No budget at all (benchmarks compare against this).
-    pub fn off() -> Self {
-        Self::default()
-    }
 }
 
 /// What a budget counts.

@@ -24,6 +24,7 @@ use std::time::{Duration, SystemTime};
 use prometheus::IntCounterVec;
 use sqlx::PgPool;
 
+use crate::metrics::Metrics;
 use crate::storage::Storage;
 
 /// Where uploads put bytes; nothing else is ever touched.
@@ -40,21 +41,21 @@ pub struct Reconciled {
 
 #[derive(Clone)]
 pub struct Reconciler {
-    pub pool: PgPool,
-    pub storage: Storage,
-    pub grace: Duration,
+    pool: PgPool,
+    storage: Storage,
+    grace: Duration,
     removed: IntCounterVec,
 }
 
 impl Reconciler {
-    pub fn new(pool: PgPool, storage: Storage, grace: Duration, registry: &prometheus::Registry) -> Self {
-        let removed = IntCounterVec::new(
-            prometheus::Opts::new("orphans_removed_total", "Upload bytes no row knew, removed by the reconciler (object: a whole object; multipart: an open multipart upload)"),
-            &["kind"],
-        )
-        .expect("valid metric");
-        // A second registration (two reconcilers in one process, in tests) keeps the first.
-        let _ = registry.register(Box::new(removed.clone()));
+    pub fn new(pool: PgPool, storage: Storage, grace: Duration, metrics: &Metrics) -> Self {
+        let removed = metrics.register(
+            IntCounterVec::new(
+                prometheus::Opts::new("orphans_removed_total", "Upload bytes no row knew, removed by the reconciler (object: a whole object; multipart: an open multipart upload)"),
+                &["kind"],
+            )
+            .expect("valid metric"),
+        );
         Self { pool, storage, grace, removed }
     }
 
@@ -84,12 +85,13 @@ impl Reconciler {
             let keys = self.storage.keys_older_than(prefix, cutoff).await?;
             for batch in keys.chunks(BATCH) {
                 let known = self.known_keys(batch).await?;
-                for key in batch.iter().filter(|k| !known.contains(*k)) {
-                    self.storage.delete(key).await?;
+                let orphans: Vec<String> = batch.iter().filter(|k| !known.contains(*k)).cloned().collect();
+                self.storage.delete_keys(&orphans).await?;
+                for key in &orphans {
                     tracing::warn!(key, "deleted an object no row knows");
-                    self.removed.with_label_values(&["object"]).inc();
-                    done.objects += 1;
                 }
+                self.removed.with_label_values(&["object"]).inc_by(orphans.len() as u64);
+                done.objects += orphans.len();
             }
             let uploads = self.storage.multipart_uploads_older_than(prefix, cutoff).await?;
             let ids: Vec<String> = uploads.iter().map(|(_, id)| id.clone()).collect();

@@ -202,7 +202,7 @@ impl Storage {
     }
 
     /// Deletes the keys, 1000 (S3's batch limit) at a time.
-    async fn delete_keys(&self, keys: &[String]) -> anyhow::Result<()> {
+    pub async fn delete_keys(&self, keys: &[String]) -> anyhow::Result<()> {
         for batch in keys.chunks(1000) {
             let ids = batch.iter().map(|k| ObjectIdentifier::builder().key(k).build()).collect::<Result<Vec<_>, _>>()?;
             let delete = Delete::builder().set_objects(Some(ids)).quiet(true).build()?;
@@ -216,22 +216,12 @@ impl Storage {
     }
 
     pub async fn list_keys(&self, prefix: &str) -> anyhow::Result<Vec<String>> {
-        let mut keys = Vec::new();
-        let mut pages = self.client.list_objects_v2().bucket(&self.bucket).prefix(prefix).into_paginator().send();
-        while let Some(page) = pages.next().await {
-            keys.extend(page?.contents().iter().filter_map(|o| o.key().map(str::to_owned)));
-        }
-        Ok(keys)
+        self.keys_where(prefix, |_| true).await
     }
 
     /// Multipart uploads still open under a prefix (leaks show up here).
     pub async fn open_multipart_uploads(&self, prefix: &str) -> anyhow::Result<Vec<(String, String)>> {
-        let out = self.client.list_multipart_uploads().bucket(&self.bucket).prefix(prefix).send().await?;
-        Ok(out
-            .uploads()
-            .iter()
-            .filter_map(|u| Some((u.key()?.to_owned(), u.upload_id()?.to_owned())))
-            .collect())
+        self.multipart_uploads_where(prefix, |_| true).await
     }
 
     /// Starts a multipart upload; returns its id.
@@ -286,18 +276,28 @@ impl Storage {
     /// Keys under `prefix` last written before `cutoff`.
     pub async fn keys_older_than(&self, prefix: &str, cutoff: std::time::SystemTime) -> anyhow::Result<Vec<String>> {
         let cutoff = S3DateTime::from(cutoff);
+        self.keys_where(prefix, |written| written.is_some_and(|t| *t < cutoff)).await
+    }
+
+    /// Every key under `prefix` whose last-modified time passes `keep`, every page.
+    async fn keys_where(&self, prefix: &str, keep: impl Fn(Option<&S3DateTime>) -> bool) -> anyhow::Result<Vec<String>> {
         let mut keys = Vec::new();
         let mut pages = self.client.list_objects_v2().bucket(&self.bucket).prefix(prefix).into_paginator().send();
         while let Some(page) = pages.next().await {
             let page = page.context("ListObjectsV2")?;
-            keys.extend(page.contents().iter().filter(|o| o.last_modified().is_some_and(|t| *t < cutoff)).filter_map(|o| o.key().map(str::to_owned)));
+            keys.extend(page.contents().iter().filter(|o| keep(o.last_modified())).filter_map(|o| o.key().map(str::to_owned)));
         }
         Ok(keys)
     }
 
-    /// Open multipart uploads under `prefix` started before `cutoff`, as (key, upload id), every page.
+    /// Open multipart uploads under `prefix` started before `cutoff`, as (key, upload id).
     pub async fn multipart_uploads_older_than(&self, prefix: &str, cutoff: std::time::SystemTime) -> anyhow::Result<Vec<(String, String)>> {
         let cutoff = S3DateTime::from(cutoff);
+        self.multipart_uploads_where(prefix, |started| started.is_some_and(|t| *t < cutoff)).await
+    }
+
+    /// Open multipart uploads under `prefix` whose start passes `keep`, every page.
+    async fn multipart_uploads_where(&self, prefix: &str, keep: impl Fn(Option<&S3DateTime>) -> bool) -> anyhow::Result<Vec<(String, String)>> {
         let (mut out, mut key_marker, mut id_marker) = (Vec::new(), None::<String>, None::<String>);
         // Bounded: a listing that never ends is a server bug, not a reason to loop forever.
         for _ in 0..10_000 {
@@ -314,7 +314,7 @@ impl Storage {
             out.extend(
                 page.uploads()
                     .iter()
-                    .filter(|u| u.initiated().is_some_and(|t| *t < cutoff))
+                    .filter(|u| keep(u.initiated()))
                     .filter_map(|u| Some((u.key()?.to_owned(), u.upload_id()?.to_owned()))),
             );
             if !page.is_truncated().unwrap_or(false) {
@@ -332,8 +332,11 @@ impl Storage {
     /// support answer an error, which is the caller's to log.
     pub async fn expire_incomplete_multipart(&self, days: i32) -> anyhow::Result<bool> {
         use aws_sdk_s3::types::{AbortIncompleteMultipartUpload, BucketLifecycleConfiguration, ExpirationStatus, LifecycleRule, LifecycleRuleFilter};
-        if let Ok(existing) = self.client.get_bucket_lifecycle_configuration().bucket(&self.bucket).send().await {
-            return Ok(existing.rules().iter().any(|r| r.abort_incomplete_multipart_upload().is_some()));
+        match self.client.get_bucket_lifecycle_configuration().bucket(&self.bucket).send().await {
+            Ok(existing) => return Ok(existing.rules().iter().any(|r| r.abort_incomplete_multipart_upload().is_some())),
+            // Only "there are none" may lead to a PUT, which replaces every rule.
+            Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 404) => {}
+            Err(e) => return Err(anyhow::Error::new(e).context("GetBucketLifecycleConfiguration")),
         }
         let rule = LifecycleRule::builder()
             .id("abort-incomplete-multipart")
@@ -353,16 +356,16 @@ impl Storage {
         Ok(true)
     }
 
+    /// Frees a multipart upload. One S3 no longer knows (aborted, or
+    /// completed before a crash) is already free: every caller (tus
+    /// termination, the writer's abort, the reconciler racing another
+    /// replica) wants exactly that, so it is Ok here, once.
     pub async fn abort_multipart(&self, key: &str, upload_id: &str) -> anyhow::Result<()> {
-        self.client
-            .abort_multipart_upload()
-            .bucket(&self.bucket)
-            .key(key)
-            .upload_id(upload_id)
-            .send()
-            .await
-            .with_context(|| format!("AbortMultipartUpload {key}"))?;
-        Ok(())
+        match self.client.abort_multipart_upload().bucket(&self.bucket).key(key).upload_id(upload_id).send().await {
+            Ok(_) => Ok(()),
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_upload()) || e.raw_response().is_some_and(|r| r.status().as_u16() == 404) => Ok(()),
+            Err(e) => Err(anyhow::Error::new(e).context(format!("AbortMultipartUpload {key}"))),
+        }
     }
 }
 
@@ -509,6 +512,11 @@ impl Drop for MultipartWriter {
             });
         }
     }
+}
+
+/// Worst-case body memory one upload holds: the part filling plus those in flight.
+pub fn upload_buffer_bytes(max_bytes: u64, preferred: ByteSize, parts_in_flight: usize) -> u64 {
+    part_size_for(max_bytes, preferred).0 * (parts_in_flight.max(1) as u64 + 1)
 }
 
 /// Part size for an upload of at most `max_bytes`: at least `preferred`,

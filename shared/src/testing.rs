@@ -51,6 +51,16 @@ impl World {
 }
 
 impl World {
+    /// The world's variables plus `HTTP_ADDR=127.0.0.1:0` and `overrides`,
+    /// read as a service reads its environment: for an in-process app
+    /// configured exactly as its binary would be.
+    pub fn env_with(&self, overrides: &[(&str, &str)]) -> Env {
+        let mut vars: std::collections::HashMap<String, String> = self.env().into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
+        vars.insert("HTTP_ADDR".into(), "127.0.0.1:0".into());
+        vars.extend(overrides.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
+        Env::from_fn(move |k| vars.get(k).cloned())
+    }
+
     /// The world as environment variables, for a service started as a process.
     pub fn env(&self) -> Vec<(&'static str, String)> {
         let b = &self.backends;

@@ -107,9 +107,10 @@ impl Confinement {
     /// Checks ffprobe's `format_name` (a comma list, e.g. `mov,mp4,m4a,3gp,3g2,mj2`) and
     /// returns the demuxer to force on ffmpeg: its first name.
     pub fn check_format(&self, format_name: &str) -> Result<String, Rejection> {
+        // `split` always yields at least one name (perhaps empty, which no list holds).
         let names: Vec<&str> = format_name.split(',').map(str::trim).collect();
-        if names.is_empty() || !names.iter().any(|n| self.formats.iter().any(|f| f == n)) {
-            return Err(Rejection::FormatNotAllowed { format: names.first().copied().unwrap_or("unknown").to_owned() });
+        if !names.iter().any(|n| self.formats.iter().any(|f| f == n)) {
+            return Err(Rejection::FormatNotAllowed { format: names[0].to_owned() });
         }
         Ok(names[0].to_owned())
     }

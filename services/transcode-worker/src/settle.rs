@@ -110,7 +110,12 @@ impl Settler {
             DeadReason::Permanent => reason,
             DeadReason::Exhausted => format!("gave up after {} attempts: {reason}", job.attempt),
         };
-        tracing::error!(reason = message, "dead-lettering the job");
+        // The catalogue's stable code, for operators to match on; the message is for the creator.
+        let code = match &e {
+            JobError::Permanent(r) => r.code(),
+            JobError::Transient(..) => e.reason(),
+        };
+        tracing::error!(reason = message, code, "dead-lettering the job");
         // Dead letter first, then the row: a crash in between redelivers the
         // job (it runs once more and is dead-lettered again), never loses it.
         let published = self.publisher.publish_dead(&job.dead(why, message.clone())).await;

@@ -80,6 +80,6 @@ impl TusSettings {
     /// The most body one request can hold before it is in S3: the part
     /// filling plus those uploading (what the byte budget reserves).
     pub fn buffer_bytes(&self) -> u64 {
-        shared::storage::part_size_for(self.max_size.0, self.part_bytes).0 * (self.parts_in_flight.max(1) as u64 + 1)
+        shared::storage::upload_buffer_bytes(self.max_size.0, self.part_bytes, self.parts_in_flight)
     }
 }

@@ -5,11 +5,9 @@
 //! process is on loopback, a trusted proxy by default, so the client names
 //! itself in X-Forwarded-For as a front door would.
 
-use std::collections::HashMap;
 
 use reqwest::StatusCode;
 use serde_json::Value;
-use shared::configuration::Env;
 use shared::testing::World;
 use upload_chunked::configuration::Settings;
 use upload_chunked::startup;
@@ -17,9 +15,7 @@ use upload_chunked::startup;
 #[tokio::test]
 async fn creations_above_the_rate_get_429_and_create_nothing() {
     let world = World::new().await;
-    let vars: HashMap<&str, String> =
-        world.env().into_iter().chain([("HTTP_ADDR", "127.0.0.1:0".to_owned()), ("RATE_LIMIT_UPLOADS", "1/m burst=2".to_owned())]).collect();
-    let mut env = Env::from_fn(move |name| vars.get(name).cloned());
+    let mut env = world.env_with(&[("RATE_LIMIT_UPLOADS", "1/m burst=2")]);
     let settings = Settings::from_env(&mut env);
     env.finish().expect("test settings");
     let app = startup::build(settings).await.expect("app builds");

@@ -77,6 +77,6 @@ impl UploadSettings {
 
     /// Worst-case memory one upload holds: the part filling plus those in flight.
     pub fn buffer_bytes(&self) -> u64 {
-        shared::storage::part_size_for(self.max_bytes.0, self.part_bytes).0 * (self.parts_in_flight as u64 + 1)
+        shared::storage::upload_buffer_bytes(self.max_bytes.0, self.part_bytes, self.parts_in_flight)
     }
 }

@@ -31,7 +31,7 @@ pub async fn build(settings: Settings) -> anyhow::Result<Server> {
         events: shared::watch::Hub::new(settings.events.clone(), &metrics),
     };
     let rc = &settings.upload.reconcile;
-    let reconciler = Reconciler::new(backends.pool.clone(), state.storage.clone(), rc.grace.0, &metrics.registry);
+    let reconciler = Reconciler::new(backends.pool.clone(), state.storage.clone(), rc.grace.0, &metrics);
     let uploads_limit = RateLimits::new(settings.rate_limits.clone(), &metrics).layer(Action::UploadCreate);
     let app = with_operational_routes(router(state, uploads_limit), readiness, metrics);
     let server = Server::new(settings.http.bind().await?, app, settings.http.shutdown_grace.0);

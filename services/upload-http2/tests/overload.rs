@@ -1,10 +1,9 @@
 //! Slow, endless and too many uploads against the real services: each is
 //! refused with problem+json and leaves no object, multipart upload or row.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
-use shared::configuration::{Env, Seconds};
+use shared::configuration::Seconds;
 use shared::rawhttp::{labelled_metric, Answer, RawRequest};
 use shared::storage::Storage;
 use shared::testing::World;
@@ -20,8 +19,7 @@ struct App {
 /// The app in a fresh world, configured as from its environment, then `tune`d.
 async fn spawn(tune: impl FnOnce(&mut UploadSettings)) -> App {
     let world = World::new().await;
-    let vars: HashMap<&str, String> = world.env().into_iter().chain([("HTTP_ADDR", "127.0.0.1:0".to_owned())]).collect();
-    let mut env = Env::from_fn(move |name| vars.get(name).cloned());
+    let mut env = world.env_with(&[]);
     let mut settings = Settings::from_env(&mut env);
     env.finish().expect("test settings");
     tune(&mut settings.upload);

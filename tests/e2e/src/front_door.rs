@@ -115,8 +115,6 @@ source scripts/lib/env.sh
 eval "$(grep -E '^(LOGS=|declare -A PORT=|NGINX_TEMPLATE_VARS=)' scripts/stack)"
 eval "$(sed -n '/^front_env() {/,/^}/p' scripts/stack)"
 front_env
-# Older scripts/stack: the list inline in its envsubst call.
-NGINX_TEMPLATE_VARS=${NGINX_TEMPLATE_VARS:-$(grep -o "envsubst '[^']*'" scripts/stack | head -1 | sed "s/^envsubst '//; s/'\$//")}
 export NGINX_TEMPLATE_VARS
 env -0"#;
     let out = Command::new("bash").arg("-c").arg(script).current_dir(repo()).output()?;

@@ -5,7 +5,6 @@
 
 #![allow(dead_code)]
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -94,12 +93,8 @@ fn run(server: shared::server::Server) -> Running {
 
 /// Settings read from the world's variables plus `overrides`, as a process would read its environment.
 fn env(world: &World, overrides: &[(&str, String)]) -> Env {
-    let mut vars: HashMap<String, String> = world.env().into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
-    vars.insert("HTTP_ADDR".into(), "127.0.0.1:0".into());
-    for (k, v) in overrides {
-        vars.insert((*k).to_owned(), v.clone());
-    }
-    Env::from_fn(move |k| vars.get(k).cloned())
+    let overrides: Vec<(&str, &str)> = overrides.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    world.env_with(&overrides)
 }
 
 pub async fn origin(world: &World, overrides: &[(&str, String)]) -> Running {

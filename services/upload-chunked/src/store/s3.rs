@@ -17,8 +17,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use async_trait::async_trait;
-use aws_sdk_s3::error::SdkError;
-use aws_sdk_s3::operation::abort_multipart_upload::AbortMultipartUploadError;
 use aws_sdk_s3::types::CompletedPart;
 use http_body_util::BodyExt;
 use shared::layout;
@@ -96,26 +94,11 @@ impl S3Store {
         }
     }
 
-    async fn abort_s3_upload(&self, row: &Row) {
-        if let Some(uid) = &row.s3_upload_id {
-            Self::best_effort("abort multipart upload",
-                self.storage.abort_multipart(&row.object_key, uid).await,
-            );
-        }
-    }
 
     fn verify_sha256(&self, got: &str, expect: Option<&str>) -> bool {
         expect.is_none_or(|want| want.eq_ignore_ascii_case(got))
     }
 
-    /// Frees the multipart upload; one that S3 no longer knows (aborted or
-    /// completed before a crash) is already free.
-    async fn abort_multipart(&self, key: &str, upload_id: &str) -> anyhow::Result<()> {
-        match self.storage.abort_multipart(key, upload_id).await {
-            Err(e) if is_no_such_upload(&e) => Ok(()),
-            res => res,
-        }
-    }
 
     async fn refuse(&self, lease: &Lease, row: &Row, why: &str) -> Result<Stored, TusError> {
         Self::best_effort("delete refused object",
@@ -364,7 +347,9 @@ impl DataStore for S3Store {
         expect_sha256: Option<&str>,
     ) -> Result<Stored, TusError> {
         let row = self.row(final_upload.id).await?;
-        self.abort_s3_upload(&row).await;
+        if let Some(uid) = &row.s3_upload_id {
+            Self::best_effort("abort multipart upload", self.storage.abort_multipart(&row.object_key, uid).await);
+        }
         let part_size = shared::configuration::ByteSize(row.part_size as u64);
         let mut writer = MultipartWriter::begin(
             &self.storage,
@@ -420,7 +405,7 @@ impl DataStore for S3Store {
         // upload id, so forgetting it before the abort succeeded would
         // orphan every part. Each step is idempotent for the retry.
         if let Some(uid) = &row.s3_upload_id {
-            self.abort_multipart(&row.object_key, uid).await?;
+            self.storage.abort_multipart(&row.object_key, uid).await?;
         }
         if row.tail_bytes > 0 || row.completed_at.is_none() {
             self.storage.delete(&layout::tus_tail(row.id)).await?;
@@ -448,12 +433,6 @@ impl DataStore for S3Store {
     async fn stranded(&self, older_than: Duration, limit: i64) -> anyhow::Result<Vec<Uuid>> {
         self.rows.stranded(older_than, limit).await
     }
-}
-
-fn is_no_such_upload(e: &anyhow::Error) -> bool {
-    e.downcast_ref::<SdkError<AbortMultipartUploadError>>().is_some_and(|e| {
-        e.as_service_error().is_some_and(|s| s.is_no_such_upload()) || e.raw_response().is_some_and(|r| r.status().as_u16() == 404)
-    })
 }
 
 /// The hashers a PATCH body runs through: the one its header names, or —

@@ -13,7 +13,7 @@
 //!    through; everything else is fetched once);
 //! 4. the cost of the per-client rate limit on cache hits: two edges, one
 //!    with RATE_LIMIT_HLS off, one with a rate no client reaches (so every
-//!    request is checked and none refused), loaded in turn, twice each, as
+//!    request is checked and none refused), loaded in turn, three times each, as
 //!    one forwarded client; with the load generator's and the edge's CPU.
 //!
 //! `bench_edge --limiter` runs the setup and part 4 only.
@@ -147,8 +147,8 @@ async fn limiter_cost(edge_env: &[(&'static str, String)], scratch: &Path, path:
     let mut edges = Vec::new();
     for (label, rate) in [("off", "off"), ("on", "1000000/s burst=1000000")] {
         let port = e2e::free_port();
-        let mut env: Vec<(&str, String)> = edge_env.iter().filter(|(k, _)| *k != "EDGE_DISK_DIR").cloned().collect();
-        env[0] = ("HTTP_ADDR", format!("127.0.0.1:{port}"));
+        let mut env: Vec<(&str, String)> = edge_env.iter().filter(|(k, _)| !matches!(*k, "EDGE_DISK_DIR" | "HTTP_ADDR")).cloned().collect();
+        env.push(("HTTP_ADDR", format!("127.0.0.1:{port}")));
         env.push(("RATE_LIMIT_HLS", rate.into()));
         let process = spawn("cdn-edge", &env, &scratch.join(format!("edge-limit-{label}.log")))?;
         let url = format!("http://127.0.0.1:{port}");
