@@ -27,6 +27,7 @@ pub struct Env {
     listing: bool,
     specs: Vec<VarSpec>,
     problems: Vec<String>,
+    dev: Option<bool>,
 }
 
 impl Env {
@@ -37,12 +38,12 @@ impl Env {
 
     /// Reads from a closure; tests use this instead of mutating the process env.
     pub fn from_fn(lookup: impl Fn(&str) -> Option<String> + Send + 'static) -> Self {
-        Self { lookup: Box::new(lookup), listing: false, specs: Vec::new(), problems: Vec::new() }
+        Self { lookup: Box::new(lookup), listing: false, specs: Vec::new(), problems: Vec::new(), dev: None }
     }
 
     /// Records names only: every value is its default, nothing can fail.
     pub fn listing() -> Self {
-        Self { lookup: Box::new(|_| None), listing: true, specs: Vec::new(), problems: Vec::new() }
+        Self { lookup: Box::new(|_| None), listing: true, specs: Vec::new(), problems: Vec::new(), dev: None }
     }
 
     /// A variable that must be set.
@@ -88,6 +89,19 @@ impl Env {
         }
     }
 
+    /// `PLATFORM_ENV=dev`: the native stack and tests. Anything else is a
+    /// deployment, where example secrets are refused and an admin key is
+    /// required. Read once; every binary lists it.
+    pub fn is_dev(&mut self) -> bool {
+        if let Some(dev) = self.dev {
+            return dev;
+        }
+        let v: String = self.optional("PLATFORM_ENV", "production", "dev (native stack, tests: example secrets allowed) or anything else (a deployment)");
+        let dev = v == "dev";
+        self.dev = Some(dev);
+        dev
+    }
+
     /// Records a problem that spans several variables (e.g. a limit below a minimum).
     pub fn invalid(&mut self, problem: impl Into<String>) {
         if !self.listing {
@@ -96,7 +110,11 @@ impl Env {
     }
 
     /// Ends reading: every problem at once, or nothing.
-    pub fn finish(self) -> Result<Vec<VarSpec>, ConfigError> {
+    pub fn finish(mut self) -> Result<Vec<VarSpec>, ConfigError> {
+        if !self.is_dev() && !self.listing {
+            let refused: Vec<String> = self.specs.iter().filter_map(|s| crate::secrets::refused(s.name, &self.raw(s.name)?)).collect();
+            self.problems.extend(refused);
+        }
         if self.problems.is_empty() {
             Ok(self.specs)
         } else {

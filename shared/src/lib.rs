@@ -1,5 +1,6 @@
 //! Everything the services share, written once.
 //!
+//! - [`auth`] — API keys, principals and roles; the layer every service authenticates with.
 //! - [`backends`] — PostgreSQL, RabbitMQ, S3 and Redis, connected together.
 //! - [`budget`] — a service's budget of concurrent uploads and upload bytes in flight.
 //! - [`pace`] — minimum body rate, idle limit and deadline of an upload request.
@@ -12,6 +13,9 @@
 //! - [`queue`] — RabbitMQ topology, job message, confirmed publisher, dead letters.
 //! - [`storage`] — S3 client and the bounded-memory multipart writer.
 //! - [`layout`] — the bucket's key layout.
+//! - [`playback`] — signed playback tokens and wrapped content keys.
+//! - [`purge`] — the edge purge message any service can publish.
+//! - [`secrets`] — example secrets refused outside `PLATFORM_ENV=dev`.
 //! - [`playlist`] — per-viewer rewriting of HLS playlists (sessions, cap, pathways).
 //! - [`range`] — HTTP byte ranges.
 //! - `rawhttp` (feature `testing`) — a raw HTTP/1.1 client that times each body byte.
@@ -26,6 +30,7 @@
 //! - [`reconcile`] — upload bytes no row knows (a crash mid-upload), removed.
 //! - [`watch`] — one watcher per id fanned out to event-stream subscribers, capped.
 
+pub mod auth;
 pub mod backends;
 pub mod budget;
 pub mod cache;
@@ -38,13 +43,16 @@ pub mod health;
 pub mod layout;
 pub mod metrics;
 pub mod pace;
+pub mod playback;
 pub mod playlist;
+pub mod purge;
 pub mod queue;
 pub mod range;
 #[cfg(feature = "testing")]
 pub mod rawhttp;
 pub mod ratelimit;
 pub mod reconcile;
+pub mod secrets;
 pub mod server;
 pub mod sessions;
 pub mod storage;

@@ -1,13 +1,27 @@
 //! HLS playlist rewriting for delivery: what the origin changes in a stored
-//! master playlist for one viewer (session id, bitrate cap, steering
-//! pathways), and what origin and edges change in a media playlist (the
-//! session id on every URI, so each segment fetch keeps the session alive).
+//! master playlist for one viewer (session id, playback token, bitrate cap,
+//! steering pathways), and what origin and edges change in a media playlist
+//! (the session id and the playback token on every URI, segments, init
+//! segment and content key alike, so each fetch keeps the session alive and
+//! is allowed).
 //!
 //! Stored playlists stay the same for everyone and cacheable; only these
 //! per-viewer copies differ.
 
+/// The per-viewer query every URI of a viewer's playlists carries:
+/// `sid=…&token=…`, either left out when absent; empty when both are.
+pub fn viewer_query(sid: Option<&str>, token: Option<&str>) -> String {
+    match (sid, token) {
+        (Some(s), Some(t)) => format!("sid={s}&{}={t}", crate::playback::TOKEN_PARAM),
+        (Some(s), None) => format!("sid={s}"),
+        (None, Some(t)) => format!("{}={t}", crate::playback::TOKEN_PARAM),
+        (None, None) => String::new(),
+    }
+}
+
 /// Appends `query` (`k=v&…`) to every URI of a playlist: URI lines and
-/// `URI="…"` attributes (init segments, media groups, I-frame playlists).
+/// `URI="…"` attributes (init segments, content keys, media groups, I-frame
+/// playlists).
 pub fn tag_uris(playlist: &str, query: &str) -> String {
     let mut out = String::with_capacity(playlist.len() + 64 * query.len());
     for line in playlist.lines() {
@@ -206,10 +220,34 @@ fn rename_group(tag: &str, name: &str, pathway: &str) -> String {
     tag.to_owned()
 }
 
+/// The tag with its `URI` attribute's value replaced by `url(value)`. Only
+/// the attribute named exactly `URI` (after `:` or `,`), so `SERVER-URI` or a
+/// quoted value that happens to contain `URI="` is left alone.
 fn retarget_uri_attr(tag: &str, url: impl Fn(&str) -> String) -> String {
-    let Some(start) = tag.find("URI=\"").map(|p| p + 5) else { return tag.to_owned() };
-    let Some(len) = tag[start..].find('"') else { return tag.to_owned() };
-    format!("{}{}{}", &tag[..start], url(&tag[start..start + len]), &tag[start + len..])
+    let Some((name, body)) = tag.split_once(':') else { return tag.to_owned() };
+    let mut at = name.len() + 1;
+    let mut rest = body;
+    while !rest.is_empty() {
+        let Some((key, after)) = rest.split_once('=') else { break };
+        let value_at = at + key.len() + 1;
+        let (value_len, quoted, next) = match after.strip_prefix('"') {
+            Some(q) => {
+                let Some(end) = q.find('"') else { break };
+                (end, true, q[end + 1..].strip_prefix(',').unwrap_or(&q[end + 1..]))
+            }
+            None => match after.split_once(',') {
+                Some((v, n)) => (v.len(), false, n),
+                None => (after.len(), false, ""),
+            },
+        };
+        if key == "URI" && quoted {
+            let start = value_at + 1;
+            return format!("{}{}{}", &tag[..start], url(&tag[start..start + value_len]), &tag[start + value_len..]);
+        }
+        at = tag.len() - next.len();
+        rest = next;
+    }
+    tag.to_owned()
 }
 
 #[cfg(test)]
@@ -231,6 +269,32 @@ mod tests {
         assert!(t.contains("\nseg_00000.m4s?sid=abc\n"));
         assert!(t.contains("#EXTINF:6.0,\n"));
         assert_eq!(tag_uris(p, ""), p);
+    }
+
+    #[test]
+    fn the_token_reaches_segments_the_init_segment_and_the_content_key() {
+        let p = "#EXTM3U\n#EXT-X-MAP:URI=\"init_0.mp4\"\n#EXT-X-KEY:METHOD=AES-128,URI=\"../content.key\",IV=0x01\n#EXTINF:6.0,\nseg_00000.m4s\n#EXT-X-KEY:METHOD=NONE\n#EXTINF:6.0,\nseg_00001.m4s\n";
+        let q = viewer_query(Some("abc"), Some("k1.p.s"));
+        assert_eq!(q, "sid=abc&token=k1.p.s");
+        let t = tag_uris(p, &q);
+        assert!(t.contains("#EXT-X-MAP:URI=\"init_0.mp4?sid=abc&token=k1.p.s\"\n"), "{t}");
+        assert!(t.contains("#EXT-X-KEY:METHOD=AES-128,URI=\"../content.key?sid=abc&token=k1.p.s\",IV=0x01\n"), "{t}");
+        assert!(t.contains("\nseg_00000.m4s?sid=abc&token=k1.p.s\n") && t.contains("\nseg_00001.m4s?sid=abc&token=k1.p.s\n"), "{t}");
+        assert!(t.contains("#EXT-X-KEY:METHOD=NONE\n"), "a tag without a URI is left alone: {t}");
+        // A token without a session still reaches every URI.
+        let t = tag_uris(p, &viewer_query(None, Some("k1.p.s")));
+        assert!(t.contains("URI=\"../content.key?token=k1.p.s\"") && t.contains("\nseg_00000.m4s?token=k1.p.s\n"), "{t}");
+        assert_eq!(viewer_query(None, None), "");
+    }
+
+    #[test]
+    fn only_the_attribute_named_uri_is_retargeted() {
+        let f = |u: &str| format!("{u}?q");
+        assert_eq!(retarget_uri_attr("#EXT-X-KEY:KEYFORMAT=\"URI=\",URI=\"k\"", f), "#EXT-X-KEY:KEYFORMAT=\"URI=\",URI=\"k?q\"");
+        assert_eq!(retarget_uri_attr("#EXT-X-CONTENT-STEERING:SERVER-URI=\"/s\",PATHWAY-ID=\"p\"", f), "#EXT-X-CONTENT-STEERING:SERVER-URI=\"/s\",PATHWAY-ID=\"p\"");
+        assert_eq!(retarget_uri_attr("#EXT-X-KEY:METHOD=AES-128,URI=\"k\",IV=0x1", f), "#EXT-X-KEY:METHOD=AES-128,URI=\"k?q\",IV=0x1");
+        assert_eq!(retarget_uri_attr("#EXT-X-MAP:URI=\"i.mp4\",BYTERANGE=\"10@0\"", f), "#EXT-X-MAP:URI=\"i.mp4?q\",BYTERANGE=\"10@0\"");
+        assert_eq!(retarget_uri_attr("#EXTINF:6.0,", f), "#EXTINF:6.0,");
     }
 
     #[test]

@@ -76,8 +76,26 @@ impl World {
             ("S3_SECRET_ACCESS_KEY", b.s3.secret_access_key.expose().to_owned()),
             ("S3_BUCKET", b.s3.bucket.clone()),
             ("S3_FORCE_PATH_STYLE", b.s3.force_path_style.to_string()),
+            // Tests use the native stack's example secrets.
+            ("PLATFORM_ENV", "dev".to_owned()),
         ]
     }
+}
+
+impl World {
+    /// A new principal with `role` and its first key, stored in the world's database.
+    pub async fn api_key(&self, role: crate::auth::Role) -> (crate::auth::ApiKey, Uuid) {
+        let pool = self.backends.database.pool().expect("pool");
+        let (key, info) = crate::auth::KeyStore::new(pool).create(None, role, "test").await.expect("create an API key");
+        (key, info.principal_id)
+    }
+}
+
+/// `Authorization: Bearer <key>` as default headers, for a reqwest client builder.
+pub fn bearer(key: &crate::auth::ApiKey) -> axum::http::HeaderMap {
+    let mut h = axum::http::HeaderMap::new();
+    h.insert(axum::http::header::AUTHORIZATION, format!("Bearer {}", key.expose()).parse().expect("ascii"));
+    h
 }
 
 /// Stores `bytes` as a new video's source and registers the video, as an
@@ -87,7 +105,7 @@ pub async fn register_source(storage: &crate::storage::Storage, videos: &crate::
     let key = crate::layout::source(id);
     storage.put_bytes(&key, bytes.to_vec().into(), "video/mp4").await?;
     let stored = crate::storage::Stored { key: key.clone(), size: bytes.len() as u64, sha256: "0".repeat(64) };
-    let new = crate::videos::NewVideo { id, title: "test".into(), description: String::new(), content_type: "video/mp4".into(), stored };
+    let new = crate::videos::NewVideo { id, owner_id: Some(Uuid::new_v4()), visibility: Default::default(), title: "test".into(), description: String::new(), content_type: "video/mp4".into(), stored };
     videos.insert_uploaded(&new).await?;
     Ok(crate::queue::TranscodeJob::new(id, key, bytes.len() as u64))
 }

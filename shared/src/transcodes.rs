@@ -22,6 +22,8 @@ pub struct Transcoded {
     /// `hls/{video}/{attempt}/master.m3u8`: the origin serves the video from its folder.
     pub master_key: String,
     pub renditions: Vec<Rendition>,
+    /// Its segments are HLS AES-128 under the video's content key (`videos.encrypted`).
+    pub encrypted: bool,
 }
 
 /// The answer to "may this job run?".
@@ -158,13 +160,14 @@ impl Transcodes {
         }
         sqlx::query(
             "UPDATE videos SET status = 'ready', error = NULL, duration_seconds = $2, width = $3, height = $4, master_key = $5, \
-             updated_at = now() WHERE id = $1",
+             encrypted = $6, updated_at = now() WHERE id = $1",
         )
         .bind(video_id)
         .bind(t.duration_seconds)
         .bind(t.width)
         .bind(t.height)
         .bind(&t.master_key)
+        .bind(t.encrypted)
         .execute(&mut *tx)
         .await?;
         close(&mut *tx, attempt_id, "succeeded", None).await?;

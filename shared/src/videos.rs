@@ -39,6 +39,12 @@ pub struct Video {
     pub height: Option<i32>,
     pub master_key: Option<String>,
     pub error: Option<String>,
+    /// The principal that uploaded it; None for rows older than owners (admins only).
+    pub owner_id: Option<Uuid>,
+    #[sqlx(try_from = "String")]
+    pub visibility: Visibility,
+    /// Whether its renditions were encrypted when they were encoded (HLS AES-128).
+    pub encrypted: bool,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
     #[serde(with = "time::serde::rfc3339")]
@@ -61,6 +67,9 @@ pub struct Rendition {
 #[derive(Debug, Clone)]
 pub struct NewVideo {
     pub id: Uuid,
+    /// None only for a tus upload begun before owners existed (admins' then).
+    pub owner_id: Option<Uuid>,
+    pub visibility: Visibility,
     pub title: String,
     pub description: String,
     pub content_type: String,
@@ -73,7 +82,66 @@ pub struct Videos {
 }
 
 const COLUMNS: &str = "id, title, description, status, source_key, source_size, source_sha256, content_type, \
-    duration_seconds, width, height, master_key, error, created_at, updated_at";
+    duration_seconds, width, height, master_key, error, owner_id, visibility, encrypted, created_at, updated_at";
+
+/// Who may see a video without being its owner or an admin.
+///
+/// - `public`: listed, and played by anyone with no token (cacheable as is).
+/// - `unlisted`: not listed; played by anyone holding a signed playback URL.
+/// - `private`: only its owner and admins get a playback URL.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Visibility {
+    #[default]
+    Public,
+    Unlisted,
+    Private,
+}
+
+impl Visibility {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Visibility::Public => "public",
+            Visibility::Unlisted => "unlisted",
+            Visibility::Private => "private",
+        }
+    }
+
+    /// Played only with a signed URL, and encrypted when encoded.
+    pub fn is_protected(self) -> bool {
+        self != Visibility::Public
+    }
+}
+
+impl std::str::FromStr for Visibility {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "public" => Ok(Visibility::Public),
+            "unlisted" => Ok(Visibility::Unlisted),
+            "private" => Ok(Visibility::Private),
+            other => Err(format!("visibility {other:?} is not one of public, unlisted, private")),
+        }
+    }
+}
+
+impl TryFrom<String> for Visibility {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        s.parse()
+    }
+}
+
+/// Which videos a listing shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ListScope {
+    /// Admins: every video.
+    All,
+    /// A creator: their own.
+    Owner(Uuid),
+    /// Anonymous callers: public videos only.
+    Public,
+}
 
 impl Videos {
     pub fn new(pool: PgPool) -> Self {
@@ -90,12 +158,21 @@ impl Videos {
 
     /// Newest first. `before` is the last id of the previous page: ids are
     /// UUIDv7, so id order is creation order and the cursor is stable under inserts.
-    pub async fn list(&self, before: Option<Uuid>, limit: i64) -> anyhow::Result<Vec<Video>> {
+    pub async fn list(&self, scope: ListScope, before: Option<Uuid>, limit: i64) -> anyhow::Result<Vec<Video>> {
+        let (owner, public_only) = match scope {
+            ListScope::All => (None, false),
+            ListScope::Owner(id) => (Some(id), false),
+            ListScope::Public => (None, true),
+        };
         Ok(sqlx::query_as(&format!(
-            "SELECT {COLUMNS} FROM videos WHERE ($1::uuid IS NULL OR id < $1) ORDER BY id DESC LIMIT $2"
+            "SELECT {COLUMNS} FROM videos WHERE ($1::uuid IS NULL OR id < $1) \
+             AND ($3::uuid IS NULL OR owner_id = $3) AND (NOT $4 OR visibility = 'public') \
+             ORDER BY id DESC LIMIT $2"
         ))
         .bind(before)
         .bind(limit)
+        .bind(owner)
+        .bind(public_only)
         .fetch_all(&self.pool)
         .await?)
     }
@@ -112,8 +189,8 @@ impl Videos {
 
     pub async fn insert_uploaded(&self, v: &NewVideo) -> anyhow::Result<()> {
         sqlx::query(
-            "INSERT INTO videos (id, title, description, status, source_key, source_size, source_sha256, content_type) \
-             VALUES ($1, $2, $3, 'uploaded', $4, $5, $6, $7)",
+            "INSERT INTO videos (id, title, description, status, source_key, source_size, source_sha256, content_type, owner_id, visibility) \
+             VALUES ($1, $2, $3, 'uploaded', $4, $5, $6, $7, $8, $9)",
         )
         .bind(v.id)
         .bind(&v.title)
@@ -122,10 +199,23 @@ impl Videos {
         .bind(v.stored.size as i64)
         .bind(&v.stored.sha256)
         .bind(&v.content_type)
+        .bind(v.owner_id)
+        .bind(v.visibility.as_str())
         .execute(&self.pool)
         .await
         .context("inserting video row")?;
         Ok(())
+    }
+
+    /// Changes who may see the video; returns the row, or None if it is gone.
+    pub async fn set_visibility(&self, id: Uuid, visibility: Visibility) -> anyhow::Result<Option<Video>> {
+        Ok(sqlx::query_as(&format!(
+            "UPDATE videos SET visibility = $2, updated_at = now() WHERE id = $1 AND status <> 'deleting' RETURNING {COLUMNS}"
+        ))
+        .bind(id)
+        .bind(visibility.as_str())
+        .fetch_optional(&self.pool)
+        .await?)
     }
 
     pub async fn mark_queued(&self, id: Uuid) -> anyhow::Result<()> {
