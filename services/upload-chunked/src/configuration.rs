@@ -1,5 +1,6 @@
 //! Settings of upload-chunked, read from the environment.
 
+use shared::auth::AuthSettings;
 use shared::backends::BackendSettings;
 use shared::budget::BudgetSettings;
 use shared::configuration::{ByteSize, Env, Seconds};
@@ -18,6 +19,8 @@ pub struct Settings {
     pub events: WatchSettings,
     /// Upload creation, per client.
     pub rate_limits: RateLimitSettings,
+    /// API keys: every tus operation but OPTIONS needs one.
+    pub auth: AuthSettings,
 }
 
 impl Settings {
@@ -29,6 +32,7 @@ impl Settings {
             tus: TusSettings::from_env(env),
             events: WatchSettings::from_env(env),
             rate_limits: RateLimitSettings::from_env(env, &[Action::UploadCreate]),
+            auth: AuthSettings::from_env(env),
         }
     }
 }

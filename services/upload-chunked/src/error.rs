@@ -4,6 +4,7 @@
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use shared::auth::Denied;
 use shared::budget::Exhausted;
 use shared::error::Problem;
 use shared::pace::Breach;
@@ -38,6 +39,13 @@ pub enum TusError {
     NotVideo(String),
     #[error("offset mismatch")]
     OffsetMismatch { expected: u64, got: u64 },
+    /// No key, where one is needed (401 with its challenge). Boxed: a
+    /// problem is large, and every tus result carries this error type.
+    #[error("denied")]
+    Denied(Box<Denied>),
+    #[error("bad visibility")]
+    BadVisibility(String),
+    /// Also the answer for another principal's upload, so ids cannot be probed.
     #[error("not found")]
     NotFound,
     #[error("expired")]
@@ -92,6 +100,12 @@ impl From<anyhow::Error> for TusError {
     }
 }
 
+impl From<Denied> for TusError {
+    fn from(d: Denied) -> Self {
+        Self::Denied(Box::new(d))
+    }
+}
+
 /// The tus-specific "460 Checksum Mismatch".
 pub const CHECKSUM_MISMATCH: u16 = 460;
 
@@ -141,6 +155,13 @@ impl TusError {
                 format!("Upload-Offset was {got} but the upload holds {expected} bytes. Send HEAD to learn the offset, then resume from it."),
             )
             .with("upload_offset", *expected),
+            Self::Denied(d) => d.0.clone(),
+            Self::BadVisibility(why) => p(
+                S::BAD_REQUEST,
+                "tus-visibility-invalid",
+                "Invalid visibility",
+                format!("The Upload-Metadata {why}; nothing was created. Leave it out for public."),
+            ),
             Self::NotFound => p(S::NOT_FOUND, "tus-upload-not-found", "Upload not found", "No upload has this id; it may have been terminated or reclaimed after expiring.".into()),
             Self::Expired => p(S::GONE, "tus-upload-expired", "Upload expired", "This upload passed its Upload-Expires time and can no longer be resumed; start a new one.".into()),
             Self::AlreadyComplete => p(S::FORBIDDEN, "tus-upload-complete", "Upload already complete", "Every byte of this upload has been received; it cannot be changed.".into()),
@@ -208,6 +229,9 @@ impl TusError {
 
 impl IntoResponse for TusError {
     fn into_response(self) -> Response {
+        if let Self::Denied(d) = self {
+            return (*d).into_response();
+        }
         let mut res = self.to_problem().into_response();
         match &self {
             Self::UnsupportedVersion(_) => {

@@ -3,6 +3,9 @@
 //! `register_and_enqueue` as upload-http2 — or, for a partial upload, every
 //! final upload waiting on it is assembled.
 //!
+//! The video belongs to the upload's owner and has the visibility chosen
+//! when the upload was created (both stored on the upload's row).
+//!
 //! Each step is idempotent, because a crash may cut it anywhere: the sweeper
 //! finds uploads whose bytes are all in but that never became videos, and
 //! runs the same code again.
@@ -179,8 +182,12 @@ impl Finisher {
         let id = upload.id;
         let size = stored.size;
         if self.videos.get(id).await?.is_none() {
+            // An upload from before owners existed gives its video none:
+            // such a video belongs to the admins, like the rows of that time.
             let new = NewVideo {
                 id,
+                owner_id: upload.owner_id,
+                visibility: upload.visibility,
                 title: fields.title,
                 description: fields.description,
                 content_type: fields.content_type,

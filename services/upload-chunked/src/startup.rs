@@ -1,5 +1,6 @@
-//! Builds upload-chunked: backends, the tus store, the router with CORS,
-//! and the background tasks (expiry sweeper, job republisher).
+//! Builds upload-chunked: backends, the tus store, the router with CORS and
+//! the API-key layer (keys looked up in the service's own PostgreSQL), and
+//! the background tasks (expiry sweeper, job republisher).
 
 use std::sync::Arc;
 
@@ -46,7 +47,8 @@ pub async fn build(settings: Settings) -> anyhow::Result<Server> {
     };
 
     let uploads_limit = RateLimits::new(settings.rate_limits.clone(), &metrics).layer(Action::UploadCreate);
-    let router = handlers::router(state.clone(), cors(&settings.tus)?, uploads_limit);
+    let auth = settings.auth.authenticator(backends.pool.clone());
+    let router = handlers::router(state.clone(), cors(&settings.tus)?, uploads_limit, auth);
     let app = with_operational_routes(router, backends.readiness(), metrics);
     let sweeper = tokio::spawn(crate::sweeper::run(state, settings.tus.sweep_every.0));
     let republisher = tokio::spawn(shared::videos::republish_stranded(

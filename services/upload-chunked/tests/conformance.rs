@@ -398,7 +398,7 @@ async fn a_checksum_sent_as_a_trailer_is_verified_after_the_body() {
     let chunk = data(12, 5);
     let send = |digest: Vec<u8>, offset: usize| {
         let framing = "Transfer-Encoding: chunked\r\nTrailer: Upload-Checksum\r\nConnection: close\r\n";
-        let mut req = format!("{}{:x}\r\n", patch_head(&path, offset, framing), chunk.len()).into_bytes();
+        let mut req = format!("{}{:x}\r\n", app.patch_head(&path, offset, framing), chunk.len()).into_bytes();
         req.extend_from_slice(&chunk);
         req.extend_from_slice(
             format!("\r\n0\r\nUpload-Checksum: sha1 {}\r\n\r\n", b64(&digest)).as_bytes(),

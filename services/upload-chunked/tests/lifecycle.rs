@@ -93,7 +93,7 @@ async fn a_patch_cut_off_midway_keeps_every_byte_received_and_the_upload_resumes
     let body = data(14 * MIB, 8);
     let path = app.create(body.len(), "").await;
     let sent = 8 * MIB + 777;
-    let mut req = patch_head(&path, 0, &format!("Content-Length: {}\r\n", body.len())).into_bytes();
+    let mut req = app.patch_head(&path, 0, &format!("Content-Length: {}\r\n", body.len())).into_bytes();
     req.extend_from_slice(&body[..sent]);
     app.raw(&req, true).await;
     app.eventually("the cut PATCH commits what it received", async || {
@@ -314,17 +314,13 @@ async fn an_expired_upload_answers_410_and_the_sweeper_reclaims_its_multipart_up
 #[tokio::test]
 async fn two_replicas_never_write_one_upload_at_once() {
     let first = spawn_app().await;
-    let world = shared::testing::World {
-        id: first.world.id.clone(),
-        backends: first.world.backends.clone(),
-    };
-    let second = spawn_in(world, test_settings()).await;
+    let second = spawn_replica(&first, test_settings()).await;
     let path = first.create(10 * MIB, "").await;
     // A slow writer on the first replica: headers and a few bytes, then silence.
     let mut s = tokio::net::TcpStream::connect(("127.0.0.1", first.port))
         .await
         .unwrap();
-    let req = patch_head(&path, 0, "Content-Length: 1000\r\n");
+    let req = first.patch_head(&path, 0, "Content-Length: 1000\r\n");
     tokio::io::AsyncWriteExt::write_all(&mut s, req.as_bytes())
         .await
         .unwrap();
@@ -457,7 +453,7 @@ async fn three_hundred_watchers_of_one_upload_share_one_poller() {
     app.patch(&path, 0, body[..500].to_vec()).await;
     // HTTP/2 streams, 100 per connection (hyper serves 200 at most per connection).
     let clients: Vec<reqwest::Client> =
-        (0..3).map(|_| reqwest::Client::builder().http2_prior_knowledge().build().unwrap()).collect();
+        (0..3).map(|_| reqwest::Client::builder().http2_prior_knowledge().default_headers(shared::testing::bearer(&app.key)).build().unwrap()).collect();
     let mut readers = tokio::task::JoinSet::new();
     for i in 0..SUBSCRIBERS {
         let request = clients[i % clients.len()].get(app.url(&format!("{path}/events")));

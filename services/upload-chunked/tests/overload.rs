@@ -46,7 +46,7 @@ async fn sixty_four_trickling_clients_hold_no_connection_and_creates_and_heads_s
     }
     let mut clients = Vec::new();
     for path in &paths {
-        let mut raw = Raw::open(app.port, &patch_head(path, 0, &format!("Content-Length: {}\r\n", 2 * PIECES))).await;
+        let mut raw = Raw::open(app.port, &app.patch_head(path, 0, &format!("Content-Length: {}\r\n", 2 * PIECES))).await;
         clients.push(tokio::spawn(async move {
             for i in 0..PIECES {
                 assert!(raw.send(&[i as u8, i as u8]).await, "server closed a trickling PATCH");
@@ -95,7 +95,7 @@ async fn a_body_below_the_minimum_rate_is_cut_off_with_408_and_keeps_only_stored
     let body = data(10_000, 21);
     let path = app.create(body.len(), "").await;
 
-    let mut raw = Raw::open(app.port, &patch_head(&path, 0, "Content-Length: 10000\r\n")).await;
+    let mut raw = Raw::open(app.port, &app.patch_head(&path, 0, "Content-Length: 10000\r\n")).await;
     raw.send(&body[..300]).await;
     // Then silence: 300 bytes in the first second is below 1000 bytes/s.
     let answer = raw.answer().await;
@@ -121,7 +121,7 @@ async fn a_request_past_its_deadline_is_cut_off_and_its_offset_is_what_was_store
     let body = data(100_000, 22);
     let path = app.create(body.len(), "").await;
 
-    let mut raw = Raw::open(app.port, &patch_head(&path, 0, "Content-Length: 100000\r\n")).await;
+    let mut raw = Raw::open(app.port, &app.patch_head(&path, 0, "Content-Length: 100000\r\n")).await;
     let mut sent = 0;
     // Steady but endless: 100 bytes every 200 ms would take 200 s.
     for piece in body.chunks(100).take(50) {
@@ -151,7 +151,7 @@ async fn with_a_budget_of_two_uploads_the_third_gets_503_with_retry_after_and_th
 
     let mut slow = Vec::new();
     for path in &uploads[..2] {
-        let mut raw = Raw::open(app.port, &patch_head(path, 0, "Content-Length: 100\r\n")).await;
+        let mut raw = Raw::open(app.port, &app.patch_head(path, 0, "Content-Length: 100\r\n")).await;
         raw.send(&[1; 10]).await;
         slow.push(raw);
     }

@@ -21,7 +21,8 @@ async fn creations_above_the_rate_get_429_and_create_nothing() {
     let app = startup::build(settings).await.expect("app builds");
     let base = format!("http://127.0.0.1:{}", app.port());
     tokio::spawn(app.run_until_stopped(std::future::pending()));
-    let client = reqwest::Client::new();
+    let (key, _) = world.api_key(shared::auth::Role::Creator).await;
+    let client = reqwest::Client::builder().default_headers(shared::testing::bearer(&key)).build().unwrap();
     let create = |who: &'static str| client.post(format!("{base}/api/v1/uploads")).header("x-forwarded-for", who).header("tus-resumable", "1.0.0").header("upload-length", "10");
 
     let mut answers = Vec::new();

@@ -1,5 +1,7 @@
 //! Settings of upload-http2, read from the environment.
 
+use shared::auth::bootstrap::BootstrapSettings;
+use shared::auth::AuthSettings;
 use shared::backends::BackendSettings;
 use shared::budget::BudgetSettings;
 use shared::configuration::{ByteSize, Env, Seconds};
@@ -18,6 +20,9 @@ pub struct Settings {
     pub events: WatchSettings,
     /// Upload creation, per client.
     pub rate_limits: RateLimitSettings,
+    pub auth: AuthSettings,
+    /// The first admin key (this service hosts the key API).
+    pub bootstrap: BootstrapSettings,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -49,6 +54,11 @@ impl Settings {
             upload: UploadSettings::from_env(env),
             events: WatchSettings::from_env(env),
             rate_limits: RateLimitSettings::from_env(env, &[Action::UploadCreate]),
+            auth: AuthSettings::from_env(env),
+            bootstrap: {
+                let dev = env.is_dev();
+                BootstrapSettings::from_env(env, dev)
+            },
         }
     }
 }

@@ -31,10 +31,20 @@ pub enum ApiError {
     VideoNotFound(uuid::Uuid),
     #[error("invalid query: {0}")]
     InvalidQuery(String),
+    #[error("refused caller")]
+    Denied(shared::auth::Denied),
     #[error("storage unavailable")]
     Storage(anyhow::Error),
+    #[error("purge channel unavailable")]
+    Purge(anyhow::Error),
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
+}
+
+impl From<shared::auth::Denied> for ApiError {
+    fn from(d: shared::auth::Denied) -> Self {
+        ApiError::Denied(d)
+    }
 }
 
 impl From<Breach> for ApiError {
@@ -78,7 +88,17 @@ impl ApiError {
             Busy(exhausted) => exhausted.to_problem(),
             VideoNotFound(id) => Problem::new(StatusCode::NOT_FOUND, "video-not-found", "Video not found", format!("There is no video {id}.")),
             InvalidQuery(why) => Problem::new(StatusCode::BAD_REQUEST, "invalid-query", "Invalid query parameter", why.clone()),
+            Denied(d) => d.0.clone(),
             Storage(e) => Problem::unavailable("object storage", e),
+            Purge(e) => {
+                tracing::error!(error = format!("{e:#}"), "could not publish an edge purge");
+                Problem::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "purge-unavailable",
+                    "Edges could not be purged",
+                    "The change is stored, but the edges could not be told (their purge channel, Redis, is unavailable). Repeat the request to finish.",
+                )
+            }
             Internal(e) => Problem::internal(e),
         }
     }
@@ -86,6 +106,9 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        if let ApiError::Denied(d) = self {
+            return d.into_response();
+        }
         let mut res = self.to_problem().into_response();
         if let ApiError::Busy(exhausted) = &self {
             exhausted.add_retry_after(&mut res);

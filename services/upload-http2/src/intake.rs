@@ -8,6 +8,7 @@
 //! rate, deadline, idle limit), and every error path aborts the S3 upload
 //! before answering.
 
+use shared::videos::Visibility;
 use axum::body::Body;
 use axum::http::{header, HeaderMap};
 use bytes::Bytes;
@@ -32,6 +33,7 @@ pub struct Received {
     pub content_type: String,
     pub title: Option<String>,
     pub description: Option<String>,
+    pub visibility: Option<Visibility>,
 }
 
 const MAX_TITLE_CHARS: usize = 200;
@@ -55,6 +57,11 @@ pub fn classify(headers: &HeaderMap) -> Result<BodyKind, ApiError> {
         return Ok(BodyKind::Multipart { boundary });
     }
     Err(ApiError::UnsupportedMediaType(ct.to_owned()))
+}
+
+/// `public`, `unlisted` or `private`; None means "not given".
+pub fn parse_visibility(raw: Option<&str>) -> Result<Option<Visibility>, ApiError> {
+    raw.map(|v| v.trim().parse().map_err(ApiError::InvalidField)).transpose()
 }
 
 /// Trims and checks a title; None means "not given".
@@ -91,7 +98,7 @@ impl Intake<'_> {
             BodyKind::Raw { content_type } => {
                 let chunks = body.map(|r| r.map_err(body_error));
                 let stored = self.store(&content_type, Box::pin(chunks)).await?;
-                Ok(Received { stored, content_type, title: None, description: None })
+                Ok(Received { stored, content_type, title: None, description: None, visibility: None })
             }
             BodyKind::Multipart { boundary } => self.receive_form(boundary, body).await,
         }
@@ -101,9 +108,9 @@ impl Intake<'_> {
     where
         S: Stream<Item = Result<Bytes, BodyError>> + Send + 'static,
     {
-        let limits = multer::SizeLimit::new().for_field("title", 4096).for_field("description", 32 << 10);
+        let limits = multer::SizeLimit::new().for_field("title", 4096).for_field("description", 32 << 10).for_field("visibility", 64);
         let mut form = multer::Multipart::with_constraints(body, boundary, multer::Constraints::new().size_limit(limits));
-        let (mut stored, mut content_type, mut title, mut description) = (None, None, None, None);
+        let (mut stored, mut content_type, mut title, mut description, mut visibility) = (None, None, None, None, None);
         while let Some(field) = form.next_field().await.map_err(form_error)? {
             match field.name().unwrap_or("") {
                 "file" => {
@@ -120,15 +127,16 @@ impl Intake<'_> {
                 }
                 "title" => title = Some(field.text().await.map_err(form_error)?),
                 "description" => description = Some(field.text().await.map_err(form_error)?),
-                other => return Err(ApiError::InvalidField(format!("unknown form field {other:?}; expected file, title, description"))),
+                "visibility" => visibility = Some(field.text().await.map_err(form_error)?),
+                other => return Err(ApiError::InvalidField(format!("unknown form field {other:?}; expected file, title, description, visibility"))),
             }
         }
         let stored = stored.ok_or_else(|| ApiError::BadMultipart("no `file` part".into()))?;
         // Fields are validated after the file only because forms may send them
         // in any order; a bad field still leaves nothing behind.
-        let cleaned = clean_title(title).and_then(|t| Ok((t, clean_text(description, "description", MAX_DESCRIPTION_CHARS)?)));
+        let cleaned = clean_title(title).and_then(|t| Ok((t, clean_text(description, "description", MAX_DESCRIPTION_CHARS)?, parse_visibility(visibility.as_deref())?)));
         match cleaned {
-            Ok((title, description)) => Ok(Received { stored, content_type: content_type.unwrap_or_default(), title, description }),
+            Ok((title, description, visibility)) => Ok(Received { stored, content_type: content_type.unwrap_or_default(), title, description, visibility }),
             Err(e) => {
                 if let Err(del) = self.storage.delete(&stored.key).await {
                     tracing::error!(key = stored.key, error = format!("{del:#}"), "could not delete refused upload");

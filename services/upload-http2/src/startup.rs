@@ -33,7 +33,12 @@ pub async fn build(settings: Settings) -> anyhow::Result<Server> {
     let rc = &settings.upload.reconcile;
     let reconciler = Reconciler::new(backends.pool.clone(), state.storage.clone(), rc.grace.0, &metrics);
     let uploads_limit = RateLimits::new(settings.rate_limits.clone(), &metrics).layer(Action::UploadCreate);
-    let app = with_operational_routes(router(state, uploads_limit), readiness, metrics);
+    let auth = settings.auth.authenticator(backends.pool.clone());
+    settings.bootstrap.apply(auth.keys()).await?;
+    // Every API route is behind the key layer; the operational routes
+    // (health, metrics) are not.
+    let api = router(state, uploads_limit).merge(shared::auth::routes::router(auth.clone())).layer(axum::middleware::from_fn_with_state(auth, shared::auth::authenticate));
+    let app = with_operational_routes(api, readiness, metrics);
     let server = Server::new(settings.http.bind().await?, app, settings.http.shutdown_grace.0);
     Ok(server
         .with_task(tokio::spawn(republish_stranded(videos, publisher, settings.upload.republish_every.0, 100)))

@@ -19,6 +19,7 @@ struct TestApp {
     port: u16,
     world: World,
     client: reqwest::Client,
+    key: shared::auth::ApiKey,
 }
 
 async fn spawn_app(max_bytes: ByteSize) -> TestApp {
@@ -41,11 +42,16 @@ async fn spawn_app_watching(upload: UploadSettings, events: WatchSettings) -> Te
         events,
         // No rate limits here (tests/ratelimit.rs has its own).
         rate_limits: Default::default(),
+        auth: Default::default(),
+        bootstrap: Default::default(),
     };
     let app = startup::build(settings).await.expect("app builds");
     let port = app.port();
     tokio::spawn(app.run_until_stopped(std::future::pending()));
-    TestApp { base: format!("http://127.0.0.1:{port}"), port, world, client: reqwest::Client::new() }
+    // A creator's key on every request, as a real client sends it.
+    let (key, _) = world.api_key(shared::auth::Role::Creator).await;
+    let client = reqwest::Client::builder().default_headers(shared::testing::bearer(&key)).build().unwrap();
+    TestApp { base: format!("http://127.0.0.1:{port}"), port, world, client, key }
 }
 
 impl TestApp {
@@ -171,7 +177,7 @@ async fn an_announced_oversize_body_is_refused_before_a_byte_is_read() {
     let app = spawn_app(ByteSize(6 << 20)).await;
     // Content-Length says 10 GiB; no body follows. The answer must not wait for it.
     let mut s = tokio::net::TcpStream::connect(("127.0.0.1", app.port)).await.unwrap();
-    s.write_all(b"POST /api/v1/videos HTTP/1.1\r\nHost: x\r\nContent-Type: video/mp4\r\nContent-Length: 10737418240\r\n\r\n").await.unwrap();
+    s.write_all(format!("POST /api/v1/videos HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\nContent-Type: video/mp4\r\nContent-Length: 10737418240\r\n\r\n", app.key.expose()).as_bytes()).await.unwrap();
     let mut buf = vec![0u8; 4096];
     let n = tokio::time::timeout(Duration::from_secs(10), tokio::io::AsyncReadExt::read(&mut s, &mut buf)).await.expect("answered at once").unwrap();
     let head = String::from_utf8_lossy(&buf[..n]);
@@ -196,7 +202,7 @@ async fn a_body_that_grows_past_the_limit_is_cut_off_and_its_multipart_upload_ab
 async fn a_client_that_disconnects_mid_upload_leaves_no_upload_and_no_row() {
     let app = spawn_app(ByteSize(1 << 30)).await;
     let mut s = tokio::net::TcpStream::connect(("127.0.0.1", app.port)).await.unwrap();
-    s.write_all(b"POST /api/v1/videos HTTP/1.1\r\nHost: x\r\nContent-Type: video/mp4\r\nContent-Length: 104857600\r\n\r\n").await.unwrap();
+    s.write_all(format!("POST /api/v1/videos HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\nContent-Type: video/mp4\r\nContent-Length: 104857600\r\n\r\n", app.key.expose()).as_bytes()).await.unwrap();
     // Enough for the first 8 MiB part to be under way in S3.
     for _ in 0..12 {
         s.write_all(&vec![1u8; 1 << 20]).await.unwrap();
@@ -258,7 +264,7 @@ async fn an_upload_whose_publish_failed_is_republished_and_queued() {
     let videos = shared::videos::Videos::new(app.world.backends.database.pool().unwrap());
     let id = uuid::Uuid::now_v7();
     let stored = shared::storage::Stored { key: format!("sources/{id}"), size: 3, sha256: "0".repeat(64) };
-    let new = shared::videos::NewVideo { id, title: "t".into(), description: String::new(), content_type: "video/mp4".into(), stored };
+    let new = shared::videos::NewVideo { id, owner_id: Some(uuid::Uuid::now_v7()), visibility: Default::default(), title: "t".into(), description: String::new(), content_type: "video/mp4".into(), stored };
     videos.insert_uploaded(&new).await.unwrap();
     app.eventually("row re-enqueued", async || videos.get(id).await.unwrap().unwrap().status == "queued").await;
     let msg = app.take_job().await;

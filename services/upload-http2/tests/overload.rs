@@ -14,6 +14,7 @@ struct App {
     port: u16,
     base: String,
     world: World,
+    key: shared::auth::ApiKey,
 }
 
 /// The app in a fresh world, configured as from its environment, then `tune`d.
@@ -26,12 +27,13 @@ async fn spawn(tune: impl FnOnce(&mut UploadSettings)) -> App {
     let app = startup::build(settings).await.expect("app builds");
     let port = app.port();
     tokio::spawn(app.run_until_stopped(std::future::pending()));
-    App { port, base: format!("http://127.0.0.1:{port}"), world }
+    let (key, _) = world.api_key(shared::auth::Role::Creator).await;
+    App { port, base: format!("http://127.0.0.1:{port}"), world, key }
 }
 
 impl App {
     async fn post(&self, content_type: &str, length: usize) -> RawRequest {
-        let head = format!("POST /api/v1/videos?title=t HTTP/1.1\r\nHost: x\r\nContent-Type: {content_type}\r\nContent-Length: {length}\r\n\r\n");
+        let head = format!("POST /api/v1/videos?title=t HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\nContent-Type: {content_type}\r\nContent-Length: {length}\r\n\r\n", self.key.expose());
         RawRequest::open(self.port, &head).await
     }
 

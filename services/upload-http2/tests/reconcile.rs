@@ -57,7 +57,8 @@ async fn a_worker_killed_between_object_and_row_leaves_bytes_the_reconciler_remo
     let storage = world.backends.s3.store();
     storage.ensure_bucket().await.unwrap();
     let pool = world.backends.database.pool().unwrap();
-    let http = reqwest::Client::new();
+    let (key, _) = world.api_key(shared::auth::Role::Creator).await;
+    let http = reqwest::Client::builder().default_headers(shared::testing::bearer(&key)).build().unwrap();
 
     // The doomed process reconciles rarely: its own reconciler must not be what cleans up.
     let doomed = start(&world, "1h", "1h").await;

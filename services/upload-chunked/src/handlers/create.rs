@@ -5,11 +5,17 @@
 //! concatenation-unfinished).
 //!
 //! Every header and the metadata are checked before the row is written, so
-//! a refused creation leaves nothing behind.
+//! a refused creation leaves nothing behind. The caller's key was required
+//! before any of it (see `dispatch`): its principal owns the upload, and the
+//! video it becomes, whose visibility the metadata key `visibility` sets
+//! (`public` when absent). A final upload may name only the caller's own
+//! partial uploads.
 
 use axum::body::Body;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use shared::auth::Principal;
+use shared::videos::Visibility;
 use uuid::Uuid;
 
 use super::{describe, patch::{admit, write_at}, AppState};
@@ -18,10 +24,14 @@ use crate::finish::VideoFields;
 use crate::protocol::{self, names, upload_path, Concat, Metadata};
 use crate::store::{Kind, NewUpload, Upload};
 
-pub async fn create(st: &AppState, headers: &HeaderMap, body: Body) -> Result<Response, TusError> {
+/// The metadata key a client names the video's visibility with.
+pub const VISIBILITY_KEY: &str = "visibility";
+
+pub async fn create(st: &AppState, me: &Principal, headers: &HeaderMap, body: Body) -> Result<Response, TusError> {
     let concat = Concat::from_headers(headers)?;
     let metadata = Metadata::from_headers(headers)?;
     VideoFields::from_metadata(&metadata)?;
+    let visibility = visibility(&metadata)?;
     let max = st.tus.max_size.0;
     let length = match (
         &concat,
@@ -58,7 +68,7 @@ pub async fn create(st: &AppState, headers: &HeaderMap, body: Body) -> Result<Re
             if sends_bytes {
                 return Err(TusError::FinalNotWritable);
             }
-            check_partials(st, &ids).await?;
+            check_partials(st, me, &ids).await?;
             Kind::Final(ids)
         }
     };
@@ -71,11 +81,13 @@ pub async fn create(st: &AppState, headers: &HeaderMap, body: Body) -> Result<Re
             kind,
             length,
             metadata: metadata.raw,
+            owner_id: me.id,
+            visibility,
         })
         .await?;
     st.metrics.uploads.with_label_values(&["created"]).inc();
     let up = if let Some(admission) = admission {
-        write_at(st, admission, id, 0, headers, body).await?.0
+        write_at(st, admission, me, id, 0, headers, body).await?.0
     } else if up.is_final() {
         assemble_if_ready(st, up).await?
     } else {
@@ -95,14 +107,29 @@ pub async fn create(st: &AppState, headers: &HeaderMap, body: Body) -> Result<Re
     Ok(res)
 }
 
-/// Each partial must exist, be a partial upload, and still hold its bytes.
-async fn check_partials(st: &AppState, ids: &[Uuid]) -> Result<(), TusError> {
+/// `visibility` in the metadata: absent is public; anything but one of the
+/// three names (not UTF-8, no value, another word) is refused.
+fn visibility(m: &Metadata) -> Result<Visibility, TusError> {
+    let Some((_, value)) = m.pairs.iter().find(|(k, _)| k == VISIBILITY_KEY) else {
+        return Ok(Visibility::default());
+    };
+    let text = value.as_deref().map(String::from_utf8_lossy).unwrap_or_default();
+    text.trim().parse().map_err(TusError::BadVisibility)
+}
+
+/// Each partial must exist, belong to the caller, be a partial upload, and
+/// still hold its bytes. Another principal's partial is answered exactly
+/// like a missing one — even for an admin, since the final's owner becomes
+/// the video's owner and one video must not be assembled from two owners' bytes.
+async fn check_partials(st: &AppState, me: &Principal, ids: &[Uuid]) -> Result<(), TusError> {
     let mut total = Some(0u64);
     for id in ids {
-        let p =
-            st.store.get(*id).await?.ok_or_else(|| {
-                TusError::BadConcat(format!("partial upload {id} does not exist"))
-            })?;
+        let p = st
+            .store
+            .get(*id)
+            .await?
+            .filter(|p| p.owner_id == Some(me.id))
+            .ok_or_else(|| TusError::BadConcat(format!("partial upload {id} does not exist")))?;
         if p.kind != Kind::Partial {
             return Err(TusError::BadConcat(format!(
                 "upload {id} was not created with Upload-Concat: partial"

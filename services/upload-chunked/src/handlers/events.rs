@@ -9,6 +9,10 @@
 //! four times a second and re-reads the committed state from the store every
 //! few seconds, so it stays truthful when Redis is down. A subscriber's
 //! stream ends by itself after an hour; EventSource clients reconnect.
+//!
+//! Like every operation on an upload, it needs a key and is the owner's or
+//! an admin's: anyone else gets the 404 of a missing upload. Each
+//! subscriber is checked on its own before it joins the shared watcher.
 
 use std::convert::Infallible;
 use std::time::Duration;
@@ -18,11 +22,12 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures::stream::BoxStream;
 use futures::{Stream, StreamExt};
+use shared::auth::Caller;
 use shared::error::Problem;
 use shared::watch::Hub;
 use uuid::Uuid;
 
-use super::AppState;
+use super::{owned, AppState};
 use crate::error::TusError;
 use crate::progress::UploadProgress;
 
@@ -43,10 +48,20 @@ pub enum Snapshot {
 /// The watchers of upload-chunked: one per watched upload.
 pub type UploadWatch = Hub<Uuid, Snapshot>;
 
-pub async fn events(State(st): State<AppState>, Path(id): Path<String>) -> Response {
+pub async fn events(State(st): State<AppState>, caller: Caller, Path(id): Path<String>) -> Response {
+    let me = match caller.require() {
+        Ok(me) => me,
+        Err(denied) => return TusError::from(denied).into_response(),
+    };
     let Ok(id) = Uuid::try_parse(&id) else {
         return TusError::NotFound.into_response();
     };
+    match tokio::time::timeout(FIRST_WITHIN, owned(&st, me, id)).await {
+        Ok(Ok(_)) => {}
+        Ok(Err(TusError::Internal(e))) => return Problem::unavailable("the upload store (PostgreSQL)", &e).into_response(),
+        Ok(Err(e)) => return e.into_response(),
+        Err(_) => return Problem::unavailable("the upload store (PostgreSQL)", &anyhow::anyhow!("no answer within {FIRST_WITHIN:?}")).into_response(),
+    }
     let source = st.clone();
     let sub = match st.events.subscribe(id, move || poll(source, id)) {
         Ok(sub) => sub,

@@ -1,17 +1,19 @@
 //! HEAD: where an upload stands — the committed offset (every byte a cut-off
 //! PATCH delivered), its length, metadata and concatenation, never cached.
+//! The owner's or an admin's to ask.
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use shared::auth::Principal;
 use uuid::Uuid;
 
-use super::{describe, AppState};
+use super::{describe, owned, AppState};
 use crate::error::TusError;
 use crate::protocol::{names, upload_path};
 use crate::store::Kind;
 
-pub async fn head(st: &AppState, id: Uuid) -> Result<Response, TusError> {
-    let up = st.store.get(id).await?.ok_or(TusError::NotFound)?;
+pub async fn head(st: &AppState, me: &Principal, id: Uuid) -> Result<Response, TusError> {
+    let up = owned(st, me, id).await?;
     if let Some(why) = &up.failure {
         return Err(TusError::Refused(why.clone()));
     }

@@ -9,6 +9,11 @@
 //! - [`patch`] — PATCH: appending bytes, and the write path creation shares.
 //! - [`delete`] — DELETE: termination.
 //! - [`events`] — GET …/events: progress as server-sent events (not tus).
+//!
+//! Every operation but OPTIONS needs an API key (the shared auth layer
+//! resolves it; see `startup`): creation records its principal as the
+//! upload's owner, and every later operation is for the owner or an admin
+//! only — anyone else gets the 404 of a missing upload ([`owned`]).
 
 pub mod create;
 pub mod delete;
@@ -27,6 +32,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
 use axum::Router;
 use prometheus::{IntCounter, IntCounterVec, Opts};
+use shared::auth::{authenticate, Authenticator, Caller, Principal};
 use shared::budget::Budget;
 use shared::metrics::Metrics;
 use shared::ratelimit::RateLimit;
@@ -90,12 +96,17 @@ enum Operation {
 
 /// `uploads_limit` guards creation: OPTIONS never reaches it (answered by
 /// the CORS and discovery layers outside), so on the collection it is POST.
-pub fn router(state: AppState, cors: CorsLayer, uploads_limit: RateLimit) -> Router {
+///
+/// The key layer sits inside CORS and discovery: a browser's preflight
+/// carries no Authorization and is answered before it, and so is tus's own
+/// OPTIONS; a 401 still carries the CORS headers a browser needs to read it.
+pub fn router(state: AppState, cors: CorsLayer, uploads_limit: RateLimit, auth: Authenticator) -> Router {
     Router::new()
         .route(BASE_PATH, any(collection).layer(uploads_limit.clone()))
         .route(&format!("{BASE_PATH}/"), any(collection).layer(uploads_limit))
         .route(&format!("{BASE_PATH}/{{id}}"), any(resource))
         .route(&format!("{BASE_PATH}/{{id}}/events"), get(events::events))
+        .layer(from_fn_with_state(auth, authenticate))
         .layer(cors)
         .layer(from_fn_with_state(state.clone(), discovery))
         .layer(SetResponseHeaderLayer::overriding(
@@ -135,17 +146,17 @@ fn effective_method(req: &Request) -> Result<Method, TusError> {
     }
 }
 
-async fn collection(State(st): State<AppState>, req: Request) -> Response {
+async fn collection(State(st): State<AppState>, caller: Caller, req: Request) -> Response {
     let op = match effective_method(&req) {
         Ok(Method::OPTIONS) => Ok(Operation::Options),
         Ok(Method::POST) => Ok(Operation::Create),
         Ok(m) => Err(TusError::MethodNotAllowed(m.to_string())),
         Err(e) => Err(e),
     };
-    run(st, op, req).await
+    run(st, caller, op, req).await
 }
 
-async fn resource(State(st): State<AppState>, Path(id): Path<String>, req: Request) -> Response {
+async fn resource(State(st): State<AppState>, caller: Caller, Path(id): Path<String>, req: Request) -> Response {
     // An id that cannot exist is simply an unknown upload.
     let op = match (effective_method(&req), Uuid::try_parse(&id)) {
         (Ok(Method::OPTIONS), _) => Ok(Operation::Options),
@@ -156,33 +167,42 @@ async fn resource(State(st): State<AppState>, Path(id): Path<String>, req: Reque
         (Ok(Method::DELETE), Ok(id)) => Ok(Operation::Delete(id)),
         (Ok(m), Ok(_)) => Err(TusError::MethodNotAllowed(m.to_string())),
     };
-    run(st, op, req).await
+    run(st, caller, op, req).await
 }
 
-async fn run(st: AppState, op: Result<Operation, TusError>, req: Request) -> Response {
-    let res = match op {
-        Ok(Operation::Options) => Ok(options::options(&st)),
-        Ok(op) => match protocol::check_resumable(req.headers()) {
-            Err(e) => Err(e),
-            Ok(()) => {
-                let (parts, body) = req.into_parts();
-                match op {
-                    Operation::Create => create::create(&st, &parts.headers, body).await,
-                    Operation::Head(id) => head::head(&st, id).await,
-                    Operation::Patch(id) => patch::patch(&st, id, &parts.headers, body).await,
-                    Operation::Delete(id) => delete::delete(&st, id).await,
-                    Operation::Options => unreachable!("answered above"),
-                }
-            }
-        },
-        Err(e) => Err(e),
-    };
-    res.unwrap_or_else(|e| {
+async fn run(st: AppState, caller: Caller, op: Result<Operation, TusError>, req: Request) -> Response {
+    dispatch(&st, &caller, op, req).await.unwrap_or_else(|e| {
         if matches!(e, TusError::Internal(_)) {
             st.metrics.uploads.with_label_values(&["error"]).inc();
         }
         e.into_response()
     })
+}
+
+async fn dispatch(st: &AppState, caller: &Caller, op: Result<Operation, TusError>, req: Request) -> Result<Response, TusError> {
+    if let Ok(Operation::Options) = op {
+        return Ok(options::options(st));
+    }
+    // Who asks comes first: without a key, nothing about the request or
+    // the upload it names is looked at.
+    let me = caller.require()?;
+    let op = op?;
+    protocol::check_resumable(req.headers())?;
+    let (parts, body) = req.into_parts();
+    match op {
+        Operation::Create => create::create(st, me, &parts.headers, body).await,
+        Operation::Head(id) => head::head(st, me, id).await,
+        Operation::Patch(id) => patch::patch(st, me, id, &parts.headers, body).await,
+        Operation::Delete(id) => delete::delete(st, me, id).await,
+        Operation::Options => unreachable!("answered above"),
+    }
+}
+
+/// The upload `me` may act on: its owner's own, or any for an admin.
+/// Another principal's upload is answered exactly like a missing one, so
+/// upload ids cannot be probed.
+pub async fn owned(st: &AppState, me: &Principal, id: Uuid) -> Result<Upload, TusError> {
+    st.store.get(id).await?.filter(|up| me.may_act_on(up.owner_id)).ok_or(TusError::NotFound)
 }
 
 /// Upload-Expires while the upload can still be resumed, and the video link once it is one.

@@ -15,11 +15,12 @@
 use axum::body::Body;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use shared::auth::Principal;
 use shared::budget::Admission;
 use shared::pace::{Breach, Pace};
 use uuid::Uuid;
 
-use super::{check_writable, describe, AppState};
+use super::{check_writable, describe, owned, AppState};
 use crate::error::TusError;
 use crate::progress::UploadProgress;
 use crate::protocol::{self, names, ChecksumPlan};
@@ -27,6 +28,7 @@ use crate::store::{Appended, Chunk, Lease, Upload};
 
 pub async fn patch(
     st: &AppState,
+    me: &Principal,
     id: Uuid,
     headers: &HeaderMap,
     body: Body,
@@ -36,7 +38,7 @@ pub async fn patch(
     }
     let offset = protocol::upload_offset(headers)?;
     let admission = admit(st, headers)?;
-    let (up, _) = write_at(st, admission, id, offset, headers, body).await?;
+    let (up, _) = write_at(st, admission, me, id, offset, headers, body).await?;
     let mut res = StatusCode::NO_CONTENT.into_response();
     res.headers_mut()
         .insert(names::UPLOAD_OFFSET, HeaderValue::from(up.offset));
@@ -62,10 +64,12 @@ pub fn admit(st: &AppState, headers: &HeaderMap) -> Result<Admission, TusError> 
 
 /// Writes `body` at `client_offset` and finishes the upload if that
 /// completed it. Returns the upload as it now stands. `admission` is held
-/// until the write ends, even if the client goes away first.
+/// until the write ends, even if the client goes away first. Only the
+/// owner (`me`) or an admin may write.
 pub async fn write_at(
     st: &AppState,
     admission: Admission,
+    me: &Principal,
     id: Uuid,
     client_offset: u64,
     headers: &HeaderMap,
@@ -77,7 +81,7 @@ pub async fn write_at(
         content_length: protocol::content_length(headers),
         checksum: ChecksumPlan::from_headers(headers)?,
     };
-    let up = st.store.get(id).await?.ok_or(TusError::NotFound)?;
+    let up = owned(st, me, id).await?;
     check_writable(&up)?;
     let pace = Pace::start(&st.tus.pace, Some(st.tus.idle_timeout.0));
     let lease = st.store.lease(id, st.tus.lock_wait.0).await?;

@@ -19,6 +19,7 @@ use async_trait::async_trait;
 use axum::body::Body;
 use shared::pace::{Breach, Pace};
 use shared::storage::Stored;
+use shared::videos::Visibility;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -50,6 +51,11 @@ pub struct Upload {
     pub consumed: bool,
     /// Why a complete upload was refused (e.g. its whole-file checksum).
     pub failure: Option<String>,
+    /// The principal that created it; None for uploads older than owners
+    /// (only admins act on those).
+    pub owner_id: Option<Uuid>,
+    /// What the video it becomes will be.
+    pub visibility: Visibility,
 }
 
 impl Upload {
@@ -73,6 +79,8 @@ pub struct NewUpload {
     pub kind: Kind,
     pub length: Option<u64>,
     pub metadata: String,
+    pub owner_id: Uuid,
+    pub visibility: Visibility,
 }
 
 /// One PATCH (or creation-with-upload) body and how to treat it.

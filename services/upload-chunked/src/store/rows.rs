@@ -12,6 +12,9 @@ use sqlx::PgPool;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use shared::videos::Visibility;
+
+use super::{Kind, NewUpload};
 use crate::checksum::ResumableSha256;
 
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -32,10 +35,13 @@ pub struct Row {
     pub video_id: Option<Uuid>,
     pub consumed_by: Option<Uuid>,
     pub failure: Option<String>,
+    pub owner_id: Option<Uuid>,
+    #[sqlx(try_from = "String")]
+    pub visibility: Visibility,
 }
 
 const COLUMNS: &str = "id, concat, length, metadata, object_key, part_size, s3_upload_id, parts_bytes, tail_bytes, upload_offset, \
-    sha256_state, expires_at, completed_at, video_id, consumed_by, failure";
+    sha256_state, expires_at, completed_at, video_id, consumed_by, failure, owner_id, visibility";
 
 /// One committed S3 part.
 #[derive(Debug, Clone)]
@@ -63,31 +69,35 @@ impl Rows {
         Self { pool }
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// A new upload's row, and a final upload's links to its partials, in
+    /// one transaction. `key` is where its bytes go.
     pub async fn insert(
         &self,
-        id: Uuid,
-        concat: &str,
-        length: Option<u64>,
-        metadata: &str,
+        new: &NewUpload,
         key: &str,
         part_size: u64,
         expires_at: OffsetDateTime,
-        partials: &[Uuid],
     ) -> anyhow::Result<()> {
+        let (concat, partials) = match &new.kind {
+            Kind::Single => ("none", &[][..]),
+            Kind::Partial => ("partial", &[][..]),
+            Kind::Final(ids) => ("final", ids.as_slice()),
+        };
         let mut tx = self.pool.begin().await?;
         sqlx::query(
-            "INSERT INTO uploads (id, concat, length, metadata, object_key, part_size, sha256_state, expires_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            "INSERT INTO uploads (id, concat, length, metadata, object_key, part_size, sha256_state, expires_at, owner_id, visibility) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
         )
-        .bind(id)
+        .bind(new.id)
         .bind(concat)
-        .bind(length.map(|l| l as i64))
-        .bind(metadata)
+        .bind(new.length.map(|l| l as i64))
+        .bind(&new.metadata)
         .bind(key)
         .bind(part_size as i64)
         .bind(ResumableSha256::default().to_bytes())
         .bind(expires_at)
+        .bind(new.owner_id)
+        .bind(new.visibility.as_str())
         .execute(&mut *tx)
         .await
         .context("inserting upload")?;
@@ -95,7 +105,7 @@ impl Rows {
             sqlx::query(
                 "INSERT INTO upload_concat (final_id, position, partial_id) VALUES ($1, $2, $3)",
             )
-            .bind(id)
+            .bind(new.id)
             .bind(pos as i32)
             .bind(partial)
             .execute(&mut *tx)

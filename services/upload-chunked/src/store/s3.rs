@@ -65,6 +65,8 @@ impl S3Store {
             video_id: row.video_id,
             consumed: row.consumed_by.is_some(),
             failure: row.failure,
+            owner_id: row.owner_id,
+            visibility: row.visibility,
         }
     }
 
@@ -112,26 +114,14 @@ impl S3Store {
 #[async_trait]
 impl DataStore for S3Store {
     async fn create(&self, new: NewUpload) -> anyhow::Result<Upload> {
-        let (concat, key, partials) = match &new.kind {
-            Kind::Single => ("none", layout::source(new.id), &[][..]),
-            Kind::Partial => ("partial", layout::tus_partial(new.id), &[][..]),
-            Kind::Final(ids) => ("final", layout::source(new.id), ids.as_slice()),
+        let key = match &new.kind {
+            Kind::Single | Kind::Final(_) => layout::source(new.id),
+            Kind::Partial => layout::tus_partial(new.id),
         };
         let part_size =
             shared::storage::part_size_for(self.settings.max_size.0, self.settings.part_bytes).0;
         let expires = OffsetDateTime::now_utc() + self.settings.expiry.0;
-        self.rows
-            .insert(
-                new.id,
-                concat,
-                new.length,
-                &new.metadata,
-                &key,
-                part_size,
-                expires,
-                partials,
-            )
-            .await?;
+        self.rows.insert(&new, &key, part_size, expires).await?;
         self.get(new.id)
             .await?
             .context("upload vanished after insert")

@@ -1,6 +1,7 @@
 //! Test harness: upload-chunked spawned on port 0 in its own world (fresh
 //! database, bucket, queue and Redis prefixes) against the real services,
-//! with one helper per tus request.
+//! with one helper per tus request. Each app comes with a creator's API key,
+//! which its client (and its raw requests) send on every request.
 
 #![allow(dead_code)]
 
@@ -9,12 +10,14 @@ use std::time::{Duration, Instant};
 use reqwest::header::HeaderMap;
 use reqwest::{Method, Response, StatusCode};
 use sha2::{Digest, Sha256};
+use shared::auth::{ApiKey, AuthSettings, Role};
 use shared::configuration::{ByteSize, Env, Seconds};
 use shared::server::HttpSettings;
 use shared::testing::World;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use upload_chunked::configuration::{Settings, TusSettings};
 use upload_chunked::startup;
+use uuid::Uuid;
 
 pub const MIB: usize = 1 << 20;
 
@@ -22,7 +25,11 @@ pub struct TestApp {
     pub base: String,
     pub port: u16,
     pub world: World,
+    /// Sends `key` on every request.
     pub client: reqwest::Client,
+    /// A creator's key; the uploads this app's helpers create are its principal's.
+    pub key: ApiKey,
+    pub principal: Uuid,
 }
 
 /// Small parts (S3's 5 MiB minimum) so tests cross part boundaries with little data.
@@ -44,9 +51,10 @@ pub async fn spawn_app_with(tus: TusSettings) -> TestApp {
     spawn_in(world, tus).await
 }
 
-/// A second replica in the same world: same database, bucket and queue.
-pub async fn spawn_in(world: World, tus: TusSettings) -> TestApp {
-    let settings = Settings {
+/// The settings an app in `world` runs with: no rate limits (tests/ratelimit.rs
+/// has its own) and the default key cache.
+pub fn settings_in(world: &World, tus: TusSettings) -> Settings {
+    Settings {
         http: HttpSettings {
             addr: "127.0.0.1:0".into(),
             shutdown_grace: Seconds(Duration::from_secs(1)),
@@ -55,9 +63,26 @@ pub async fn spawn_in(world: World, tus: TusSettings) -> TestApp {
         backends: world.backends.clone(),
         tus,
         events: shared::watch::WatchSettings::from_env(&mut Env::listing()),
-        // No rate limits here (tests/ratelimit.rs has its own).
         rate_limits: Default::default(),
-    };
+        auth: AuthSettings::from_env(&mut Env::listing()),
+    }
+}
+
+/// An app in `world`, with a new creator's key.
+pub async fn spawn_in(world: World, tus: TusSettings) -> TestApp {
+    let settings = settings_in(&world, tus);
+    let (key, principal) = world.api_key(Role::Creator).await;
+    start(world, settings, key, principal).await
+}
+
+/// A second replica of `first`: same database, bucket and queue, same key.
+pub async fn spawn_replica(first: &TestApp, tus: TusSettings) -> TestApp {
+    let world = World { id: first.world.id.clone(), backends: first.world.backends.clone() };
+    let settings = settings_in(&world, tus);
+    start(world, settings, first.key.clone(), first.principal).await
+}
+
+pub async fn start(world: World, settings: Settings, key: ApiKey, principal: Uuid) -> TestApp {
     let app = startup::build(settings).await.expect("app builds");
     let port = app.port();
     tokio::spawn(app.run_until_stopped(std::future::pending()));
@@ -65,8 +90,15 @@ pub async fn spawn_in(world: World, tus: TusSettings) -> TestApp {
         base: format!("http://127.0.0.1:{port}"),
         port,
         world,
-        client: reqwest::Client::new(),
+        client: keyed(&key),
+        key,
+        principal,
     }
+}
+
+/// A client that sends `key` on every request, as tus clients send their headers.
+pub fn keyed(key: &ApiKey) -> reqwest::Client {
+    reqwest::Client::builder().default_headers(shared::testing::bearer(key)).build().unwrap()
 }
 
 /// Deterministic bytes that differ at every offset, so a misplaced chunk shows.
@@ -89,9 +121,24 @@ impl TestApp {
     }
 
     pub fn tus(&self, method: Method, path: &str) -> reqwest::RequestBuilder {
-        self.client
+        self.tus_as(&self.client, method, path)
+    }
+
+    /// A tus request sent by another client (another key, or none).
+    pub fn tus_as(&self, client: &reqwest::Client, method: Method, path: &str) -> reqwest::RequestBuilder {
+        client
             .request(method, self.url(path))
             .header("tus-resumable", "1.0.0")
+    }
+
+    /// The head of a raw HTTP/1.1 PATCH with this app's key; `framing` is
+    /// its Content-Length or Transfer-Encoding lines (each ending in CRLF).
+    pub fn patch_head(&self, path: &str, offset: usize, framing: &str) -> String {
+        format!(
+            "PATCH {path} HTTP/1.1\r\nHost: x\r\nTus-Resumable: 1.0.0\r\nUpload-Offset: {offset}\r\n\
+             Authorization: Bearer {}\r\nContent-Type: application/offset+octet-stream\r\n{framing}\r\n",
+            self.key.expose()
+        )
     }
 
     /// Creates an upload; panics unless 201. Returns its path.
@@ -246,15 +293,6 @@ impl TestApp {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
-}
-
-/// The head of a raw HTTP/1.1 PATCH; `framing` is its Content-Length or
-/// Transfer-Encoding lines (each ending in CRLF).
-pub fn patch_head(path: &str, offset: usize, framing: &str) -> String {
-    format!(
-        "PATCH {path} HTTP/1.1\r\nHost: x\r\nTus-Resumable: 1.0.0\r\nUpload-Offset: {offset}\r\n\
-         Content-Type: application/offset+octet-stream\r\n{framing}\r\n"
-    )
 }
 
 pub fn location(res: &Response) -> String {

@@ -5,6 +5,7 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
+use shared::auth::Caller;
 use shared::layout;
 use shared::videos::{register_and_enqueue, NewVideo};
 use uuid::Uuid;
@@ -12,19 +13,20 @@ use uuid::Uuid;
 use super::view::VideoView;
 use super::AppState;
 use crate::error::ApiError;
-use crate::intake::{classify, clean_title, Intake};
+use crate::intake::{classify, clean_title, parse_visibility, Intake};
 
 #[derive(Debug, Deserialize)]
 pub struct CreateQuery {
     title: Option<String>,
     description: Option<String>,
+    visibility: Option<String>,
 }
 
 /// Header alternative to `?title=` for clients that cannot build query strings.
 const TITLE_HEADER: &str = "x-video-title";
 
-pub async fn create_video(State(st): State<AppState>, Query(q): Query<CreateQuery>, headers: HeaderMap, req: Request) -> Response {
-    match create(st.clone(), q, headers, req).await {
+pub async fn create_video(State(st): State<AppState>, caller: Caller, Query(q): Query<CreateQuery>, headers: HeaderMap, req: Request) -> Response {
+    match create(st.clone(), caller, q, headers, req).await {
         Ok(res) => {
             st.metrics.uploads.with_label_values(&["created"]).inc();
             res
@@ -36,7 +38,10 @@ pub async fn create_video(State(st): State<AppState>, Query(q): Query<CreateQuer
     }
 }
 
-async fn create(st: AppState, q: CreateQuery, headers: HeaderMap, req: Request) -> Result<Response, ApiError> {
+async fn create(st: AppState, caller: Caller, q: CreateQuery, headers: HeaderMap, req: Request) -> Result<Response, ApiError> {
+    // Who, before anything is read or stored.
+    let owner = caller.require()?.id;
+    let query_visibility = parse_visibility(q.visibility.as_deref())?;
     let kind = classify(&headers)?;
     // Refuse before reading a byte when the client announces the size.
     if let Some(len) = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok()) {
@@ -64,7 +69,8 @@ async fn create(st: AppState, q: CreateQuery, headers: HeaderMap, req: Request) 
     let title = received.title.or(query_title).unwrap_or_else(|| "Untitled".to_owned());
     let description = received.description.or(q.description).unwrap_or_default();
     let size = received.stored.size;
-    let new = NewVideo { id, title, description, content_type: received.content_type, stored: received.stored };
+    let visibility = received.visibility.or(query_visibility).unwrap_or_default();
+    let new = NewVideo { id, owner_id: Some(owner), visibility, title, description, content_type: received.content_type, stored: received.stored };
     let registered = register_and_enqueue(&st.videos, &st.publisher, new).await?;
     guard.disarm();
     st.metrics.bytes.inc_by(size);

@@ -21,6 +21,7 @@ use axum::response::{IntoResponse, Response};
 use futures::stream::BoxStream;
 use futures::{Stream, StreamExt};
 use shared::cache::Progress;
+use shared::auth::Caller;
 use shared::error::Problem;
 use shared::extract::VideoId;
 use shared::watch::Hub;
@@ -69,7 +70,8 @@ fn is_final(status: &str) -> bool {
 /// The watchers of upload-http2: one per watched video.
 pub type VideoWatch = Hub<Uuid, Snapshot>;
 
-pub async fn video_events(State(st): State<AppState>, VideoId(id): VideoId) -> Result<Response, ApiError> {
+pub async fn video_events(State(st): State<AppState>, caller: Caller, VideoId(id): VideoId) -> Result<Response, ApiError> {
+    super::visible_video(&st, &caller, id).await?;
     let source = st.clone();
     let sub = match st.events.subscribe(id, move || poll(source, id)) {
         Ok(sub) => sub,

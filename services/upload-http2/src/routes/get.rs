@@ -2,14 +2,15 @@
 
 use axum::extract::State;
 use axum::Json;
+use shared::auth::Caller;
 use shared::extract::VideoId;
 
 use super::view::VideoView;
 use super::AppState;
 use crate::error::ApiError;
 
-pub async fn get_video(State(st): State<AppState>, VideoId(id): VideoId) -> Result<Json<VideoView>, ApiError> {
-    let video = st.videos.get(id).await?.ok_or(ApiError::VideoNotFound(id))?;
+pub async fn get_video(State(st): State<AppState>, caller: Caller, VideoId(id): VideoId) -> Result<Json<VideoView>, ApiError> {
+    let video = super::visible_video(&st, &caller, id).await?;
     let renditions = if video.status == "ready" { st.videos.renditions(id).await? } else { vec![] };
     // Progress is a nicety: a Redis outage must not fail the status call.
     let progress = if video.status == "processing" {

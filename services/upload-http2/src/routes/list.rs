@@ -1,9 +1,13 @@
-//! GET /api/v1/videos: newest first, keyset-paginated with `before`.
+//! GET /api/v1/videos: newest first, keyset-paginated with `before`. A
+//! creator sees their own videos, an admin every video, an anonymous caller
+//! the public ones.
 
 use axum::extract::{Query, State};
 use axum::Json;
 use serde::{Deserialize, Serialize};
+use shared::auth::Caller;
 use shared::extract::VideoId;
+use shared::videos::ListScope;
 
 use super::view::VideoView;
 use super::AppState;
@@ -25,7 +29,7 @@ pub struct Page {
     next: Option<String>,
 }
 
-pub async fn list_videos(State(st): State<AppState>, Query(q): Query<ListQuery>) -> Result<Json<Page>, ApiError> {
+pub async fn list_videos(State(st): State<AppState>, caller: Caller, Query(q): Query<ListQuery>) -> Result<Json<Page>, ApiError> {
     let limit = match q.limit.as_deref() {
         None => DEFAULT_LIMIT,
         Some(raw) => raw
@@ -39,7 +43,12 @@ pub async fn list_videos(State(st): State<AppState>, Query(q): Query<ListQuery>)
         Some(raw) => Some(VideoId::parse(raw).map_err(|p| ApiError::InvalidQuery(format!("before: {}", p.detail)))?.0),
     };
     // One extra row tells whether another page exists without a COUNT.
-    let mut rows = st.videos.list(before, limit + 1).await?;
+    let scope = match caller.principal() {
+        Some(p) if p.is_admin() => ListScope::All,
+        Some(p) => ListScope::Owner(p.id),
+        None => ListScope::Public,
+    };
+    let mut rows = st.videos.list(scope, before, limit + 1).await?;
     let more = rows.len() as i64 > limit;
     rows.truncate(limit as usize);
     let next = more.then(|| format!("/api/v1/videos?limit={limit}&before={}", rows.last().expect("non-empty").id));

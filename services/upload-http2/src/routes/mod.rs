@@ -5,6 +5,7 @@ mod delete;
 mod events;
 mod get;
 mod list;
+mod update;
 mod view;
 
 use std::sync::Arc;
@@ -16,9 +17,12 @@ use shared::cache::Cache;
 use shared::queue::Publisher;
 use shared::ratelimit::RateLimit;
 use shared::storage::Storage;
-use shared::videos::Videos;
+use shared::auth::Caller;
+use shared::videos::{Video, Videos, Visibility};
+use uuid::Uuid;
 
 use crate::configuration::UploadSettings;
+use crate::error::ApiError;
 
 pub use view::VideoView;
 
@@ -53,13 +57,37 @@ impl UploadMetrics {
     }
 }
 
+/// The video `caller` may see: its owner and admins always; anyone a public
+/// or unlisted one (unlisted means "whoever has the link"). Anything else is
+/// the same 404 as a missing video, so ids cannot be probed.
+pub async fn visible_video(st: &AppState, caller: &Caller, id: Uuid) -> Result<Video, ApiError> {
+    let video = st.videos.get(id).await?.ok_or(ApiError::VideoNotFound(id))?;
+    if caller.may_act_on(video.owner_id) || video.visibility != Visibility::Private {
+        Ok(video)
+    } else {
+        Err(ApiError::VideoNotFound(id))
+    }
+}
+
+/// The video `caller` may change or delete: owner or admin, else 404. A
+/// request without a key is 401 first.
+pub async fn owned_video(st: &AppState, caller: &Caller, id: Uuid) -> Result<Video, ApiError> {
+    let me = caller.require()?;
+    let video = st.videos.get(id).await?.ok_or(ApiError::VideoNotFound(id))?;
+    if me.may_act_on(video.owner_id) {
+        Ok(video)
+    } else {
+        Err(ApiError::VideoNotFound(id))
+    }
+}
+
 /// `uploads_limit` guards POST /api/v1/videos (creation) only.
 pub fn router(state: AppState, uploads_limit: RateLimit) -> Router {
     Router::new()
         // The body limit is ours (UPLOAD_MAX_BYTES, enforced while streaming);
         // axum's 2 MB default for buffered extractors must not apply here.
         .route("/api/v1/videos", post(create::create_video).layer(DefaultBodyLimit::disable()).layer(uploads_limit).get(list::list_videos))
-        .route("/api/v1/videos/{video_id}", get(get::get_video).delete(delete::delete_video))
+        .route("/api/v1/videos/{video_id}", get(get::get_video).delete(delete::delete_video).patch(update::update_video))
         .route("/api/v1/videos/{video_id}/events", get(events::video_events))
         .with_state(state)
 }

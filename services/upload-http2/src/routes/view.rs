@@ -3,7 +3,7 @@
 use serde::Serialize;
 use shared::cache::Progress;
 use shared::layout;
-use shared::videos::{Rendition, Video};
+use shared::videos::{Rendition, Video, Visibility};
 
 #[derive(Debug, Serialize)]
 pub struct VideoView {
@@ -11,6 +11,10 @@ pub struct VideoView {
     pub title: String,
     pub description: String,
     pub status: String,
+    pub visibility: Visibility,
+    /// Encrypted renditions (HLS AES-128; no DASH manifest).
+    pub encrypted: bool,
+    pub owner_id: Option<uuid::Uuid>,
     pub size: i64,
     pub sha256: String,
     pub content_type: String,
@@ -44,6 +48,9 @@ pub struct Links {
     #[serde(rename = "self")]
     pub self_: String,
     pub events: String,
+    /// A signed playback URL, for videos that are not public.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub play: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub master_playlist: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -83,7 +90,8 @@ impl VideoView {
                 self_: format!("/api/v1/videos/{id}"),
                 events: format!("/api/v1/videos/{id}/events"),
                 master_playlist: master.clone(),
-                dash_manifest: public("manifest.mpd"),
+                play: (ready && v.visibility.is_protected()).then(|| format!("/api/v1/videos/{id}/play")),
+                dash_manifest: if v.encrypted { None } else { public("manifest.mpd") },
                 poster: public("poster.jpg"),
                 thumbnails: public("thumbnails.vtt"),
             },
@@ -92,6 +100,9 @@ impl VideoView {
             title: v.title,
             description: v.description,
             status: v.status,
+            visibility: v.visibility,
+            encrypted: v.encrypted,
+            owner_id: v.owner_id,
             size: v.source_size,
             sha256: v.source_sha256,
             content_type: v.content_type,
