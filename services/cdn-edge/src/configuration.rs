@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use shared::cache::RedisSettings;
 use shared::configuration::{ByteSize, Env, Secret, Seconds};
+use shared::playback::Verifier;
 use shared::ratelimit::{Action, RateLimitSettings};
 use shared::server::HttpSettings;
 use shared::telemetry::TelemetrySettings;
@@ -27,6 +28,8 @@ pub struct Settings {
     pub session_ttl: Seconds,
     /// Purges and HLS requests, per client.
     pub rate_limits: RateLimitSettings,
+    /// Checks playback tokens of unlisted and private videos.
+    pub playback: Verifier,
 }
 
 impl Settings {
@@ -48,6 +51,11 @@ impl Settings {
             purge_token: env.required("PURGE_TOKEN", "bearer token the purge API requires"),
             session_ttl: env.optional("VIEWER_SESSION_TTL", "30s", "a viewer counts as live this long after its last fetch (as on the origin)"),
             rate_limits: RateLimitSettings::from_env(env, &[Action::Purge, Action::EdgeObject]),
+            playback: env.optional(
+                "PLAYBACK_PUBLIC_KEYS",
+                "",
+                "Ed25519 public keys playback tokens of unlisted and private videos are checked with, as kid:base64url(32 bytes),…: the public halves of the origin's PLAYBACK_SIGNING_KEYS (empty: no token is valid, such videos are refused)",
+            ),
         };
         if !(s.origin_url.starts_with("http://") || s.origin_url.starts_with("https://")) {
             env.invalid(format!("ORIGIN_URL={:?} must start with http:// or https://", s.origin_url));

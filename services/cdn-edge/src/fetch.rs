@@ -1,18 +1,33 @@
 //! Requests to the origin (or to a parent edge: the same interface). One
 //! pooled, keep-alive client; cacheable fetches go out without the
 //! viewer's query or headers, so the origin answers the shared object;
-//! per-viewer requests (master playlists, steering) are passed through whole.
+//! per-viewer requests (master playlists, content keys, steering) are passed
+//! through whole. A shared fetch carries the playback token of the viewer
+//! that started it in `x-playback-token` (see `shared::playback`), so the
+//! origin, or a parent edge, checks it without tagging the object for that
+//! viewer.
 
 use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{header, HeaderMap, HeaderName, StatusCode};
 use axum::response::Response;
+use shared::playback::{ACCESS_HEADER, FORWARDED_TOKEN_HEADER};
 
-/// Headers of an origin response worth keeping and replaying.
-const KEPT: [HeaderName; 6] = [header::CONTENT_TYPE, header::ETAG, header::LAST_MODIFIED, header::CACHE_CONTROL, header::CONTENT_ENCODING, header::EXPIRES];
-/// Per-viewer headers passed both ways on a pass-through.
-const VIEWER_REQUEST: [&str; 6] = ["range", "if-none-match", "if-modified-since", "x-viewer-region", "x-forwarded-for", "accept-encoding"];
+/// Headers of an origin response worth keeping and replaying; the signed
+/// mark among them, so every copy of a protected object stays protected.
+const KEPT: [HeaderName; 7] = [
+    header::CONTENT_TYPE,
+    header::ETAG,
+    header::LAST_MODIFIED,
+    header::CACHE_CONTROL,
+    header::CONTENT_ENCODING,
+    header::EXPIRES,
+    HeaderName::from_static(ACCESS_HEADER),
+];
+/// Per-viewer headers passed both ways on a pass-through (a token an edge
+/// in front forwarded included: the viewer's own is in the query).
+const VIEWER_REQUEST: [&str; 7] = ["range", "if-none-match", "if-modified-since", "x-viewer-region", "x-forwarded-for", "accept-encoding", FORWARDED_TOKEN_HEADER];
 /// (`retry-after`: the origin's 429 for too many sessions must keep it;
 /// `vary`: a pass-through keeps the origin's `Content-Encoding`, so a cache in
 /// front must learn that the body depends on `Accept-Encoding`.)

@@ -17,7 +17,14 @@
 //! ([`FlightBudget`]) and spills to pass-through when it does not fit.
 //!
 //! A 404 is remembered briefly ([`crate::negative`]) before its flight
-//! leaves the table, like a stored object.
+//! leaves the table, like a stored object; no other error is kept (a 403
+//! for one viewer's token says nothing about the next viewer's).
+//!
+//! A flight fetches with the playback token of the request that started it
+//! (`x-playback-token`), so the origin checks it; every request reading the
+//! flight is checked against the answer's signed mark on its own token
+//! (`crate::serve`), so joining a flight gives no bytes a request could not
+//! have fetched itself.
 //!
 //! The body stream a reader gets is fused: tower-http's compression layer
 //! polls a body again after it has ended, and an unfused `unfold` panics
@@ -28,7 +35,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use bytes::{Bytes, BytesMut};
 use futures::{Stream, StreamExt};
 use tokio::sync::watch;
@@ -199,8 +206,9 @@ impl Flights {
     }
 
     /// Joins the key's flight, or starts one (with `stale`'s validators, so
-    /// the origin can answer 304). True when this call started it.
-    pub fn join(&self, key: &str, stale: Option<Arc<CachedObject>>) -> (Arc<Flight>, bool) {
+    /// the origin can answer 304, and the starting request's playback
+    /// token). True when this call started it.
+    pub fn join(&self, key: &str, stale: Option<Arc<CachedObject>>, token: Option<&str>) -> (Arc<Flight>, bool) {
         let mut table = self.table.lock().expect("flights lock");
         if let Some(f) = table.get(key) {
             return (f.clone(), false);
@@ -220,8 +228,9 @@ impl Flights {
         drop(table);
         let this = self.clone();
         let (f, key) = (flight.clone(), key.to_owned());
+        let token = token.and_then(|t| HeaderValue::from_str(t).ok());
         tokio::spawn(async move {
-            this.run(&f, &key, stale).await;
+            this.run(&f, &key, stale, token).await;
             // Only this flight: a purge may have replaced it with a newer one.
             let mut table = this.table.lock().expect("flights lock");
             if table.get(&key).is_some_and(|current| Arc::ptr_eq(current, &f)) {
@@ -244,8 +253,11 @@ impl Flights {
         });
     }
 
-    async fn run(&self, flight: &Flight, key: &str, stale: Option<Arc<CachedObject>>) {
+    async fn run(&self, flight: &Flight, key: &str, stale: Option<Arc<CachedObject>>, token: Option<HeaderValue>) {
         let mut conditional = HeaderMap::new();
+        if let Some(t) = token {
+            conditional.insert(shared::playback::FORWARDED_TOKEN_HEADER, t);
+        }
         if let Some(s) = &stale {
             for (from, to) in [(header::ETAG, header::IF_NONE_MATCH), (header::LAST_MODIFIED, header::IF_MODIFIED_SINCE)] {
                 if let Some(v) = s.headers.get(from) {
@@ -338,9 +350,11 @@ impl Flights {
     }
 }
 
-/// Whether the origin asked that this answer not be kept by a shared cache.
+/// Whether the origin asked that this answer not be kept by a shared cache
+/// (`private` does not count on a signed answer: see `crate::access`).
 fn no_store(headers: &HeaderMap) -> bool {
+    let signed = crate::access::is_signed(headers);
     headers.get(header::CACHE_CONTROL).and_then(|v| v.to_str().ok()).is_some_and(|cc| {
-        cc.split(',').map(|d| d.trim().to_ascii_lowercase()).any(|d| d == "no-store" || d == "private")
+        cc.split(',').map(|d| d.trim().to_ascii_lowercase()).any(|d| d == "no-store" || (d == "private" && !signed))
     })
 }

@@ -12,9 +12,11 @@
 //! - [`flight`] — request coalescing, streaming to every waiter.
 //! - [`budget`] — the bytes in-flight fetches may buffer.
 //! - [`serve`] — the one proxy operation (hits, misses, stale, ranges, 304s).
+//! - [`access`] — signed playback: which answers need a token, and checking it.
 //! - [`purge`] — the purge API and the channel that carries it to every edge.
 //! - [`metrics`] — the edge's series.
 
+pub mod access;
 pub mod budget;
 pub mod configuration;
 pub mod disk;

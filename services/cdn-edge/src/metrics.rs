@@ -18,6 +18,7 @@ pub struct EdgeMetrics {
     pub negative_bytes: IntGauge,
     pub flight_bytes: IntGauge,
     pub flight_spills: IntCounter,
+    pub token_refusals: IntCounterVec,
 }
 
 impl EdgeMetrics {
@@ -42,6 +43,7 @@ impl EdgeMetrics {
             negative_bytes: m.register(IntGauge::new("edge_negative_cache_bytes", "Bytes held by remembered 404s").unwrap()),
             flight_bytes: m.register(IntGauge::new("edge_flight_bytes", "Bytes reserved by in-flight coalesced fetches (EDGE_FLIGHT_BYTES is the limit)").unwrap()),
             flight_spills: m.register(IntCounter::new("edge_flight_spills_total", "Fetches that would have passed EDGE_FLIGHT_BYTES and were passed through unbuffered").unwrap()),
+            token_refusals: m.register(IntCounterVec::new(Opts::new("edge_playback_token_refusals_total", "Requests for objects of unlisted or private videos refused for their playback token, by reason"), &["reason"]).unwrap()),
         }
     }
 }

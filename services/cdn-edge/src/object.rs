@@ -20,12 +20,17 @@ pub struct Freshness {
 impl Freshness {
     /// None means "do not store": no-store, private, no-cache (we would
     /// have to revalidate every time), or no lifetime at all (never guessed).
+    /// `private` on a signed answer is stored: it is how an edge in front of
+    /// this one's parent receives it, and the edge checks every viewer's
+    /// token itself (see `crate::access`).
     pub fn from_headers(headers: &HeaderMap) -> Option<Self> {
         let cc = headers.get(header::CACHE_CONTROL).and_then(|v| v.to_str().ok())?;
+        let signed = crate::access::is_signed(headers);
         let (mut max_age, mut s_maxage, mut swr, mut sie) = (None, None, 0, 0);
         for d in cc.split(',').map(|d| d.trim().to_ascii_lowercase()) {
             let num = |p: &str| d.strip_prefix(p).and_then(|v| v.trim_matches('"').parse::<u64>().ok());
             match d.as_str() {
+                "private" if signed => {}
                 "no-store" | "private" | "no-cache" => return None,
                 _ if d.starts_with("s-maxage=") => s_maxage = num("s-maxage="),
                 _ if d.starts_with("max-age=") => max_age = num("max-age="),
@@ -124,6 +129,11 @@ mod tests {
         assert_eq!(Freshness::from_headers(&cc("private, max-age=60")), None);
         assert_eq!(Freshness::from_headers(&cc("max-age=0")), None);
         assert_eq!(Freshness::from_headers(&HeaderMap::new()), None);
+        let mut signed = cc("private, max-age=60");
+        signed.insert(shared::playback::ACCESS_HEADER, HeaderValue::from_static(shared::playback::ACCESS_SIGNED));
+        assert_eq!(Freshness::from_headers(&signed).unwrap().fresh_secs, 60, "a parent edge's signed answer is stored");
+        signed.insert(header::CACHE_CONTROL, HeaderValue::from_static("private, no-store"));
+        assert_eq!(Freshness::from_headers(&signed), None);
     }
 
     #[test]

@@ -18,47 +18,16 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use bytes::Bytes;
 use futures::StreamExt;
-use serde::{Deserialize, Serialize};
 use serde_json::json;
 use shared::cache::Cache;
 use shared::configuration::Secret;
 use shared::error::Problem;
+use shared::purge::{now_ms, Published, PurgeRequest, PURGE_MEMORY};
 use uuid::Uuid;
 
 use crate::flight::Flights;
 use crate::metrics::EdgeMetrics;
 use crate::tiers::Tiers;
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PurgeRequest {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub path: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub prefix: Option<String>,
-}
-
-impl PurgeRequest {
-    /// Exactly one of path or prefix, inside /hls/; a prefix ends with '/'
-    /// so `/hls/ab` cannot purge `/hls/abc…` by accident.
-    pub fn check(&self) -> Result<(), String> {
-        let ok = |p: &str| p.starts_with("/hls/") && !p.contains(['?', '#', ' ']) && !p.contains("..");
-        match (&self.path, &self.prefix) {
-            (Some(p), None) if ok(p) => Ok(()),
-            (None, Some(p)) if ok(p) && p.ends_with('/') => Ok(()),
-            (Some(_), Some(_)) | (None, None) => Err("give exactly one of \"path\" (one object) or \"prefix\" (a folder)".into()),
-            _ => Err("a path starts with /hls/ and has no query; a prefix also ends with /".into()),
-        }
-    }
-}
-
-/// A purge on the channel, with the edge that sent it: that edge applied
-/// it already, and skips its own message.
-#[derive(Serialize, Deserialize)]
-struct Published {
-    from: Uuid,
-    purge: PurgeRequest,
-}
 
 #[derive(Clone)]
 pub struct Purger {
@@ -71,22 +40,8 @@ pub struct Purger {
     pub token: Secret,
 }
 
-/// How long purges are kept for edges that were down when they were sent.
-const PURGE_MEMORY: Duration = Duration::from_secs(7 * 86400);
-
-fn now_ms() -> u64 {
-    crate::disk::millis(std::time::SystemTime::now())
-}
 
 impl Purger {
-    fn channel(&self) -> String {
-        format!("{}:edge-purge", self.redis.prefix())
-    }
-
-    fn log_key(&self) -> String {
-        format!("{}:edge-purges", self.redis.prefix())
-    }
-
     /// Applies to the disk tier every purge of the last week that is newer
     /// than the entries it matches (an edge that was down missed them), and
     /// returns how many entries that dropped.
@@ -94,7 +49,7 @@ impl Purger {
         let Some(disk) = &self.tiers.disk else { return Ok(0) };
         let mut c = self.redis.connection().await?;
         let since = now_ms().saturating_sub(PURGE_MEMORY.as_millis() as u64);
-        let logged: Vec<(String, u64)> = redis::cmd("ZRANGEBYSCORE").arg(self.log_key()).arg(since).arg("+inf").arg("WITHSCORES").query_async(&mut c).await?;
+        let logged: Vec<(String, u64)> = redis::cmd("ZRANGEBYSCORE").arg(shared::purge::log_key(&self.redis)).arg(since).arg("+inf").arg("WITHSCORES").query_async(&mut c).await?;
         let missed: Vec<(String, bool, std::time::SystemTime)> = logged
             .into_iter()
             .filter_map(|(raw, at)| {
@@ -112,7 +67,7 @@ impl Purger {
 
     pub fn apply(&self, req: &PurgeRequest) {
         // Running fetches first, so none stores its object after the tiers are cleared.
-        self.flights.purge(|key| req.path.as_deref() == Some(key) || req.prefix.as_deref().is_some_and(|p| key.starts_with(p)));
+        self.flights.purge(|key| req.covers(key));
         if let Some(p) = &req.path {
             self.tiers.purge(p);
         }
@@ -140,8 +95,8 @@ impl Purger {
 
     async fn listen(&self) -> anyhow::Result<()> {
         let mut pubsub = self.redis.pubsub().await?;
-        pubsub.subscribe(self.channel()).await?;
-        tracing::info!(channel = self.channel(), "listening for purges");
+        pubsub.subscribe(shared::purge::channel(&self.redis)).await?;
+        tracing::info!(channel = shared::purge::channel(&self.redis), "listening for purges");
         let mut messages = pubsub.on_message();
         while let Some(msg) = messages.next().await {
             let payload: String = msg.get_payload()?;
@@ -176,21 +131,7 @@ pub async fn purge(State(p): State<Purger>, headers: HeaderMap, body: Bytes) -> 
         return Problem::new(StatusCode::BAD_REQUEST, "invalid-purge", "Invalid purge request", e).into_response();
     }
     p.apply(&req);
-    let published = async {
-        let mut c = p.redis.connection().await?;
-        let (json, now) = (serde_json::to_string(&req)?, now_ms());
-        let message = serde_json::to_string(&Published { from: p.id, purge: req.clone() })?;
-        let (_, _, n): (i64, i64, u64) = redis::pipe()
-            .atomic()
-            .zadd(p.log_key(), &json, now)
-            .zrembyscore(p.log_key(), "-inf", now.saturating_sub(PURGE_MEMORY.as_millis() as u64))
-            .cmd("PUBLISH")
-            .arg(p.channel())
-            .arg(&message)
-            .query_async(&mut c)
-            .await?;
-        Ok::<_, anyhow::Error>(n)
-    };
+    let published = shared::purge::publish(&p.redis, p.id, &req);
     match published.await {
         Ok(edges) => (StatusCode::ACCEPTED, Json(json!({ "purge": req, "edges": edges }))).into_response(),
         Err(e) => Problem::unavailable("purge channel (Redis); this edge alone was purged", &e).into_response(),
@@ -200,20 +141,6 @@ pub async fn purge(State(p): State<Purger>, headers: HeaderMap, body: Bytes) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn req(path: Option<&str>, prefix: Option<&str>) -> PurgeRequest {
-        PurgeRequest { path: path.map(str::to_owned), prefix: prefix.map(str::to_owned) }
-    }
-
-    #[test]
-    fn a_purge_names_one_object_or_one_folder_inside_hls() {
-        assert!(req(Some("/hls/v/720p/seg_00001.m4s"), None).check().is_ok());
-        assert!(req(None, Some("/hls/v/")).check().is_ok());
-        assert!(req(None, Some("/hls/v")).check().is_err());
-        assert!(req(Some("/etc/passwd"), None).check().is_err());
-        assert!(req(Some("/hls/a"), Some("/hls/")).check().is_err());
-        assert!(req(None, None).check().is_err());
-    }
 
     #[test]
     fn the_token_must_match_exactly() {

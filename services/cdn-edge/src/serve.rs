@@ -13,6 +13,12 @@
 //! or not buffered this time (the flights' byte budget ran out). A 404
 //! `HIT` is a remembered one ([`crate::negative`]).
 //!
+//! Objects of unlisted and private videos (marked by the origin) are served
+//! only to requests whose playback token verifies ([`crate::access`]), from
+//! whichever tier; a viewer's media playlist of such a video carries its
+//! token on every URI, next to its session id. The content key
+//! (`content.key`) is per viewer like a master: passed through, never cached.
+//!
 //! Paths with dot segments or encoded separators never get here: a layer
 //! refuses them first (`shared::delivery::paths`).
 
@@ -30,6 +36,7 @@ use shared::layout;
 use shared::range::{self, RangeRequest};
 use shared::sessions::{Heartbeats, SessionId};
 
+use crate::access::{is_signed, mark, viewer_cache_control, Gate, Ticket};
 use crate::flight::{Flight, Flights, Head};
 use crate::metrics::EdgeMetrics;
 use crate::object::{CachedObject, Usable};
@@ -42,6 +49,7 @@ pub struct EdgeState {
     pub region: HeaderValue,
     pub metrics: EdgeMetrics,
     pub heartbeats: Heartbeats,
+    pub gate: Gate,
 }
 
 #[derive(Clone, Copy)]
@@ -67,9 +75,26 @@ fn session_of(uri: &Uri) -> Option<SessionId> {
     uri.query()?.split('&').find_map(|kv| kv.strip_prefix("sid=")).and_then(SessionId::parse)
 }
 
-/// Per-viewer responses: the master playlist (session, cap, pathways) and steering.
+/// Per-viewer responses: the master playlist (session, cap, pathways),
+/// the content key (token-checked, never stored) and steering.
 fn per_viewer(path: &str) -> bool {
-    path.rsplit('/').next() == Some(layout::MASTER_PLAYLIST) || path.starts_with("/steering/")
+    matches!(path.rsplit('/').next(), Some(layout::MASTER_PLAYLIST | shared::playback::KEY_OBJECT)) || path.starts_with("/steering/")
+}
+
+/// One viewer request, as the answers are shaped for it.
+struct Viewer<'a> {
+    method: &'a Method,
+    headers: &'a HeaderMap,
+    sid: Option<&'a SessionId>,
+    ticket: Ticket<'a>,
+}
+
+impl Viewer<'_> {
+    /// What a media playlist is tagged with for this viewer: its session id,
+    /// and its token if the playlist is signed.
+    fn tag(&self, signed: bool) -> String {
+        shared::playlist::viewer_query(self.sid.map(SessionId::as_str), self.ticket.viewer_token().filter(|_| signed))
+    }
 }
 
 pub async fn proxy(State(st): State<EdgeState>, ConnectInfo(peer): ConnectInfo<SocketAddr>, method: Method, uri: Uri, headers: HeaderMap) -> Response {
@@ -81,9 +106,12 @@ pub async fn proxy(State(st): State<EdgeState>, ConnectInfo(peer): ConnectInfo<S
     let (outcome, res) = if per_viewer(uri.path()) {
         // The origin limits and counts sessions per client: it must learn
         // who this one is even when a player reached this edge directly.
-        (Outcome::Pass, st.pass(&uri, &method, &forwarded_for(headers, peer)).await)
+        let headers = forwarded_for(headers, peer);
+        let viewer = Viewer { method: &method, headers: &headers, sid: sid.as_ref(), ticket: Ticket::of(&uri, &headers) };
+        (Outcome::Pass, st.pass(&uri, &viewer).await)
     } else {
-        st.lookup(uri.path(), &uri, &method, &headers, sid.as_ref()).await
+        let viewer = Viewer { method: &method, headers: &headers, sid: sid.as_ref(), ticket: Ticket::of(&uri, &headers) };
+        st.lookup(uri.path(), &uri, &viewer).await
     };
     st.finish(res, outcome, started)
 }
@@ -100,44 +128,64 @@ fn forwarded_for(mut headers: HeaderMap, peer: SocketAddr) -> HeaderMap {
 }
 
 impl EdgeState {
-    async fn lookup(&self, key: &str, uri: &Uri, method: &Method, headers: &HeaderMap, sid: Option<&SessionId>) -> (Outcome, Response) {
+    async fn lookup(&self, key: &str, uri: &Uri, v: &Viewer<'_>) -> (Outcome, Response) {
         let stale = match self.tiers.get(key).await {
-            Some(o) => match o.usable() {
-                Usable::Fresh => return (Outcome::Hit, from_object(&o, method, headers, sid)),
-                Usable::StaleRevalidate => {
-                    // Revalidate in the background; this viewer does not wait.
-                    self.flights.join(key, Some(o.clone()));
-                    return (Outcome::Stale, from_object(&o, method, headers, sid));
+            Some(o) => {
+                // Checked before anything else, a background refresh included.
+                let signed = match self.gate.admit(&o.headers, &v.ticket) {
+                    Ok(signed) => signed,
+                    Err(refused) => return (Outcome::Hit, refused),
+                };
+                match o.usable() {
+                    Usable::Fresh => return (Outcome::Hit, from_object(&o, v, signed)),
+                    Usable::StaleRevalidate => {
+                        // Revalidate in the background; this viewer does not wait.
+                        self.flights.join(key, Some(o.clone()), v.ticket.token());
+                        return (Outcome::Stale, from_object(&o, v, signed));
+                    }
+                    Usable::StaleIfError => Some((o, signed)),
+                    Usable::Expired => None,
                 }
-                Usable::StaleIfError => Some(o),
-                Usable::Expired => None,
-            },
+            }
             None => None,
         };
         if self.flights.passes(key) {
-            return (Outcome::Pass, self.pass(uri, method, headers).await);
+            return (Outcome::Pass, self.pass(uri, v).await);
         }
-        let (flight, started) = self.flights.join(key, stale.clone());
+        let (flight, started) = self.flights.join(key, stale.as_ref().map(|(o, _)| o.clone()), v.ticket.token());
         let fetched = if started { Outcome::Miss } else { Outcome::Hit };
         let head = flight.head().await;
         match &*head {
-            Head::Refreshed(o) => (fetched, from_object(o, method, headers, sid)),
-            Head::Response { status, .. } if status.is_server_error() && stale.is_some() => (Outcome::Stale, from_object(stale.as_ref().expect("checked"), method, headers, sid)),
-            Head::Unreachable(_) if stale.is_some() => (Outcome::Stale, from_object(stale.as_ref().expect("checked"), method, headers, sid)),
+            Head::Refreshed(o) => match self.gate.admit(&o.headers, &v.ticket) {
+                Ok(signed) => (fetched, from_object(o, v, signed)),
+                Err(refused) => (fetched, refused),
+            },
+            Head::Response { status, .. } if status.is_server_error() && stale.is_some() => (Outcome::Stale, from_stale(stale, v)),
+            Head::Unreachable(_) if stale.is_some() => (Outcome::Stale, from_stale(stale, v)),
             Head::Unreachable(e) => {
                 tracing::error!(error = %e, key, "origin unreachable and no copy held");
                 let p = Problem::new(StatusCode::BAD_GATEWAY, "origin-unreachable", "Origin unreachable", "The edge could not reach the origin and holds no copy of this object. Retry shortly.");
                 (Outcome::Miss, p.into_response())
             }
-            Head::TooLarge | Head::Spilled => (Outcome::Pass, self.pass(uri, method, headers).await),
-            Head::Response { status, headers: h, len } => (fetched, from_flight(flight, *status, h, *len, method, headers, sid).await),
+            Head::TooLarge | Head::Spilled => (Outcome::Pass, self.pass(uri, v).await),
+            Head::Response { status, headers: h, len } => match self.gate.admit(h, &v.ticket) {
+                // The origin refused the token of the viewer who started this
+                // fetch; this viewer's own verified, so it asks for itself.
+                Ok(true) if *status == StatusCode::FORBIDDEN && !started => (Outcome::Pass, self.pass(uri, v).await),
+                Ok(signed) => (fetched, from_flight(flight, *status, h, *len, v, signed).await),
+                Err(refused) => (fetched, refused),
+            },
         }
     }
 
-    async fn pass(&self, uri: &Uri, method: &Method, headers: &HeaderMap) -> Response {
+    /// The viewer's request sent on as it is; the answer checked like any other.
+    async fn pass(&self, uri: &Uri, v: &Viewer<'_>) -> Response {
         let pq = uri.path_and_query().map_or(uri.path(), |p| p.as_str());
-        match self.flights.origin().pass_through(pq, method, headers).await {
-            Ok(r) => r,
+        match self.flights.origin().pass_through(pq, v.method, v.headers).await {
+            Ok(r) => match self.gate.admit(r.headers(), &v.ticket) {
+                Ok(_) => r,
+                Err(refused) => refused,
+            },
             Err(e) => {
                 tracing::error!(error = %e, "origin unreachable on a pass-through");
                 Problem::new(StatusCode::BAD_GATEWAY, "origin-unreachable", "Origin unreachable", "The edge could not reach the origin. Retry shortly.").into_response()
@@ -154,6 +202,11 @@ impl EdgeState {
             self.metrics.negative_hits.inc();
         }
         let h = res.headers_mut();
+        if is_signed(h) {
+            // No shared cache past this edge may keep it (see `access`).
+            let cc = viewer_cache_control(h.get(header::CACHE_CONTROL));
+            h.insert(header::CACHE_CONTROL, cc);
+        }
         h.insert("x-cache", HeaderValue::from_static(label));
         h.insert("x-edge-region", self.region.clone());
         let served = self.metrics.bytes_served.clone();
@@ -162,10 +215,11 @@ impl EdgeState {
     }
 }
 
-/// A session's media playlist: every URI carries its id, so each segment
-/// fetch keeps the session alive wherever it is served.
-fn tagged(playlist: &[u8], sid: &SessionId, method: &Method) -> Response {
-    let body = shared::playlist::tag_uris(&String::from_utf8_lossy(playlist), &format!("sid={}", sid.as_str()));
+/// A viewer's media playlist: every URI carries its session id (so each
+/// segment fetch keeps the session alive wherever it is served) and, for a
+/// signed one, its token.
+fn tagged(playlist: &[u8], query: &str, method: &Method) -> Response {
+    let body = shared::playlist::tag_uris(&String::from_utf8_lossy(playlist), query);
     shared::delivery::private_text(layout::PLAYLIST_TYPE, body, *method == Method::HEAD)
 }
 
@@ -173,28 +227,46 @@ fn is_playlist(headers: &HeaderMap) -> bool {
     headers.get(header::CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(layout::PLAYLIST_TYPE.as_bytes()))
 }
 
-fn from_object(o: &CachedObject, method: &Method, req: &HeaderMap, sid: Option<&SessionId>) -> Response {
-    match sid {
-        Some(sid) if is_playlist(&o.headers) => tagged(&o.body, sid, method),
-        _ => respond(o, method, req),
+/// A cached object for a viewer already admitted.
+fn from_object(o: &CachedObject, v: &Viewer, signed: bool) -> Response {
+    let tag = if is_playlist(&o.headers) { v.tag(signed) } else { String::new() };
+    let res = if tag.is_empty() { respond(o, v.method, v.headers) } else { tagged(&o.body, &tag, v.method) };
+    if signed {
+        mark(res)
+    } else {
+        res
     }
 }
 
-/// Streams a response out of a flight: the same 304/206/416 rules as a
-/// cached object, applied to the head as soon as it is known.
-async fn from_flight(flight: Arc<Flight>, status: StatusCode, h: &HeaderMap, total: u64, method: &Method, req: &HeaderMap, sid: Option<&SessionId>) -> Response {
-    if status == StatusCode::OK && sid.is_some() && is_playlist(h) {
-        return match flight.collect().await {
-            Ok(body) => tagged(&body, sid.expect("checked"), method),
+/// The stale copy (admitted when it was looked up) while the origin fails.
+fn from_stale(stale: Option<(Arc<CachedObject>, bool)>, v: &Viewer) -> Response {
+    let (o, signed) = stale.expect("checked by the caller");
+    from_object(&o, v, signed)
+}
+
+/// Streams a response out of a flight, for a viewer already admitted: the
+/// same 304/206/416 rules as a cached object, applied to the head as soon
+/// as it is known.
+async fn from_flight(flight: Arc<Flight>, status: StatusCode, h: &HeaderMap, total: u64, v: &Viewer<'_>, signed: bool) -> Response {
+    let tag = if status == StatusCode::OK && is_playlist(h) { v.tag(signed) } else { String::new() };
+    let res = if !tag.is_empty() {
+        match flight.collect().await {
+            Ok(body) => tagged(&body, &tag, v.method),
             Err(e) => Problem::new(StatusCode::BAD_GATEWAY, "origin-body-failed", "Origin failed mid-body", e.to_string()).into_response(),
-        };
-    }
-    match shape(status, h, total, req) {
-        Err(answered) => answered,
-        Ok((res, from, to)) => {
-            let body = if *method == Method::HEAD || total == 0 { Body::empty() } else { Body::from_stream(flight.body(from, to)) };
-            res.body(body).expect("valid response")
         }
+    } else {
+        match shape(status, h, total, v.headers) {
+            Err(answered) => answered,
+            Ok((res, from, to)) => {
+                let body = if *v.method == Method::HEAD || total == 0 { Body::empty() } else { Body::from_stream(flight.body(from, to)) };
+                res.body(body).expect("valid response")
+            }
+        }
+    };
+    if signed {
+        mark(res)
+    } else {
+        res
     }
 }
 
@@ -300,5 +372,6 @@ mod tests {
         assert_eq!(session_of(&format!("/hls/x/a.m4s?sid={}", sid.as_str()).parse().unwrap()), Some(sid));
         assert_eq!(session_of(&"/hls/x/a.m4s?sid=bogus".parse().unwrap()), None);
         assert!(per_viewer("/hls/x/master.m3u8") && per_viewer("/steering/x") && !per_viewer("/hls/x/720p/index.m3u8"));
+        assert!(per_viewer("/hls/x/content.key"), "the content key is never cached");
     }
 }

@@ -9,6 +9,7 @@ use shared::ratelimit::{Action, RateLimits};
 use shared::server::{with_operational_routes, Server};
 use shared::sessions::{Heartbeats, Sessions};
 
+use crate::access::Gate;
 use crate::configuration::Settings;
 use crate::budget::FlightBudget;
 use crate::disk::Disk;
@@ -45,6 +46,7 @@ pub async fn build(settings: Settings) -> anyhow::Result<Server> {
         region: HeaderValue::from_str(&settings.region)?,
         metrics: edge_metrics.clone(),
         heartbeats,
+        gate: Gate::new(settings.playback.clone(), edge_metrics.token_refusals.clone()),
     };
     let purger = Purger { id: uuid::Uuid::new_v4(), tiers, flights: state.flights.clone(), metrics: edge_metrics.clone(), redis, token: settings.purge_token.clone() };
     // Purges sent while this edge was down must not come back from its disk.

@@ -229,7 +229,7 @@ async fn an_unlisted_region_is_counted_as_other_in_sessions_steering_and_metrics
         assert_eq!(r.status(), 200);
         sids.push(r.headers()["x-session-id"].to_str().unwrap().to_owned());
     }
-    let overview: serde_json::Value = http.get(format!("{}/api/v1/viewers", origin.url())).send().await.unwrap().json().await.unwrap();
+    let overview: serde_json::Value = admin_client(&c).await.get(format!("{}/api/v1/viewers", origin.url())).send().await.unwrap().json().await.unwrap();
     assert_eq!(overview["by_region"], serde_json::json!({ "eu": 1, "other": 4 }), "{overview}");
     let play: serde_json::Value = http.get(format!("{}/api/v1/videos/{}/play?region=mars", origin.url(), c.video)).send().await.unwrap().json().await.unwrap();
     assert_eq!(play["region"], "other");

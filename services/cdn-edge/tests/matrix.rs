@@ -20,19 +20,15 @@ mod common;
 #[path = "../../../tests/e2e/src/conformance/mod.rs"]
 mod conformance;
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use axum::body::Body;
-use axum::extract::{Request, State as Extract};
-use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
+use common::gate::Gate;
 use common::*;
 use conformance::{Kind, Object, Policy, Row, Shape, State, SHAPES};
 use futures::StreamExt;
 use shared::sessions::SessionId;
-use tokio::sync::watch;
 
 const TEXT_POLICY: &str = "public, max-age=3600, stale-while-revalidate=60, stale-if-error=86400";
 const MEDIA_POLICY: &str = "public, max-age=31536000, immutable, stale-if-error=86400";
@@ -92,73 +88,6 @@ async fn video(world: &shared::testing::World) -> Video {
     let key = videos.get(id).await.expect("catalogue").expect("row").master_key.expect("master key");
     let prefix = shared::layout::served_prefix(&key).expect("served prefix").to_owned();
     Video { path: format!("/hls/{id}/"), objects: conformance::objects(&storage, &prefix).await.expect("objects in S3") }
-}
-
-/// A proxy in front of an origin that holds every request but masters
-/// (per-viewer, never cached) until opened, and counts what it forwards.
-struct Gate {
-    url: String,
-    open: watch::Sender<bool>,
-    held: Arc<AtomicUsize>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-#[derive(Clone)]
-struct GateState {
-    upstream: String,
-    client: reqwest::Client,
-    open: watch::Receiver<bool>,
-    held: Arc<AtomicUsize>,
-}
-
-async fn forward(Extract(g): Extract<GateState>, req: Request) -> Response {
-    if !req.uri().path().ends_with("/master.m3u8") {
-        g.held.fetch_add(1, Ordering::SeqCst);
-        let _ = g.open.clone().wait_for(|open| *open).await;
-    }
-    let pq = req.uri().path_and_query().map_or("/", |p| p.as_str()).to_owned();
-    let mut headers = req.headers().clone();
-    headers.remove(axum::http::header::HOST);
-    match g.client.request(req.method().clone(), format!("{}{pq}", g.upstream)).headers(headers).send().await {
-        Ok(res) => {
-            let mut out = Response::builder().status(res.status());
-            for (k, v) in res.headers().iter().filter(|(k, _)| *k != axum::http::header::TRANSFER_ENCODING && *k != axum::http::header::CONNECTION) {
-                out = out.header(k, v);
-            }
-            out.body(Body::from_stream(res.bytes_stream())).expect("valid response")
-        }
-        Err(e) => (axum::http::StatusCode::BAD_GATEWAY, e.to_string()).into_response(),
-    }
-}
-
-impl Gate {
-    async fn new(upstream: &str) -> Self {
-        let (open, rx) = watch::channel(true);
-        let held = Arc::new(AtomicUsize::new(0));
-        let state = GateState { upstream: upstream.to_owned(), client: conformance::raw_client().build().unwrap(), open: rx, held: held.clone() };
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        let app = axum::Router::new().fallback(forward).with_state(state);
-        let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
-        Self { url, open, held, task }
-    }
-
-    fn hold(&self) {
-        self.held.store(0, Ordering::SeqCst);
-        self.open.send_replace(false);
-    }
-
-    fn release(&self) {
-        self.open.send_replace(true);
-    }
-}
-
-impl Drop for Gate {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
 }
 
 /// One case to run: the row's coordinates and where to send it.
@@ -234,8 +163,8 @@ async fn every_kind_in_every_cache_state_answers_every_request_shape_correctly()
     let main_origin = origin(&world, &origin_policy(&main)).await;
     let swr_origin = origin(&world, &origin_policy(&swr)).await;
     let sie_origin = origin(&world, &origin_policy(&sie)).await;
-    let coalescing = Gate::new(&main_origin.url()).await;
-    let revalidation = Gate::new(&swr_origin.url()).await;
+    let coalescing = Gate::new(&main_origin.url(), conformance::raw_client().build().unwrap()).await;
+    let revalidation = Gate::new(&swr_origin.url(), conformance::raw_client().build().unwrap()).await;
     let own_purges = [("REDIS_PREFIX", format!("{}-purged", world.backends.redis.prefix))];
     let cold = edge(&world, &main_origin.url(), &[]).await;
     let coalesced = edge(&world, &coalescing.url, &[]).await;

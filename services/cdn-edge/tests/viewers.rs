@@ -67,8 +67,10 @@ async fn sessions_come_with_the_master_ride_on_every_uri_and_counts_rise_and_fal
     })
     .await;
     assert_eq!(json(counts.clone()).await["views"], 5, "five sessions issued");
+    // The platform overview is an operator surface: an admin key.
+    let admin = admin_client(&c).await;
     eventually(Duration::from_secs(5), "five live on the edge node", || async {
-        json(format!("{}/api/v1/viewers", origin.url())).await["by_node"]["edge-a"] == 5
+        admin.get(format!("{}/api/v1/viewers", origin.url())).send().await.unwrap().json::<Value>().await.unwrap()["by_node"]["edge-a"] == 5
     })
     .await;
     eventually(Duration::from_secs(5), "the edge's own gauge", || async { metric(&edge.url(), "edge_viewers_live").await == 5.0 }).await;

@@ -1,9 +1,12 @@
 //! Settings of the streaming origin: backends, cache policy, viewer
-//! sessions, the bitrate cap and content steering.
+//! sessions, the bitrate cap, content steering, API keys and protected
+//! playback (signing keys, token lifetime, content master keys).
 
+use shared::auth::AuthSettings;
 use shared::cache::RedisSettings;
 use shared::configuration::{ByteSize, Env, Seconds};
 use shared::db::DatabaseSettings;
+use shared::playback::{MasterKeys, Signer};
 use shared::playlist::Pathway;
 use shared::ratelimit::{Action, RateLimitSettings};
 use shared::server::HttpSettings;
@@ -31,6 +34,18 @@ pub struct Settings {
     pub regions: Regions,
     pub cap: CapSettings,
     pub steering: SteeringSettings,
+    pub auth: AuthSettings,
+    pub playback: PlaybackSettings,
+}
+
+/// Signed playback of unlisted and private videos.
+#[derive(Debug, Clone, Default)]
+pub struct PlaybackSettings {
+    /// Signs play URLs (the first key) and verifies tokens (every key).
+    pub signer: Signer,
+    pub token_ttl: Seconds,
+    /// Unwrap content keys for the key endpoint.
+    pub masters: MasterKeys,
 }
 
 /// Cache-Control of what the origin serves: edges and browsers obey it.
@@ -132,6 +147,15 @@ impl Settings {
                 release_below: env.optional("STEERING_RELEASE_BELOW", "800", "a region's live viewers below which its secondary drains; also the primary's share while active"),
                 ttl: env.optional("STEERING_TTL", "10s", "how often players ask the steering server again"),
             },
+            auth: AuthSettings::from_env(env),
+            playback: PlaybackSettings {
+                signer: env.required(
+                    "PLAYBACK_SIGNING_KEYS",
+                    "Ed25519 keys signing playback tokens of unlisted and private videos, as kid:base64url(32-byte seed),…; the first signs, all verify (edges get the public halves in PLAYBACK_PUBLIC_KEYS)",
+                ),
+                token_ttl: env.optional("PLAYBACK_TOKEN_TTL", "6h", "how long a play URL of an unlisted or private video stays valid"),
+                masters: env.required("CONTENT_MASTER_KEYS", "master keys the content keys of encrypted videos are wrapped under, as kid:base64url(32 bytes),…; the same list as the transcode worker's"),
+            },
         };
         if s.cap.egress_below > s.cap.egress_above || s.cap.viewers_below > s.cap.viewers_above {
             env.invalid("each BITRATE_CAP_*_BELOW must not exceed its *_ABOVE (the gap is the hysteresis)");
@@ -141,6 +165,9 @@ impl Settings {
         }
         if s.view_window.0.as_secs() == 0 {
             env.invalid("VIEW_WINDOW must be at least 1s");
+        }
+        if s.playback.token_ttl.0.as_secs() == 0 {
+            env.invalid("PLAYBACK_TOKEN_TTL must be at least 1s");
         }
         if s.session_ttl.0.as_secs() == 0 || s.steering.ttl.0.as_secs() == 0 || s.cap.interval.0.is_zero() {
             env.invalid("VIEWER_SESSION_TTL and STEERING_TTL must be at least 1s, BITRATE_CAP_INTERVAL above 0");

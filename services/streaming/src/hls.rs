@@ -14,11 +14,15 @@
 //! services, so an unknown id does not become a video a moment later, while
 //! a processing one does. Public paths never name the attempt. Bodies
 //! stream from S3.
+//!
+//! Objects of unlisted and private videos need a playback token
+//! ([`crate::access`]); a viewer's media playlist of such a video carries
+//! the token on every URI, as it carries the session id.
 
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, Query, RawQuery, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use futures::{StreamExt, TryStreamExt};
@@ -26,11 +30,13 @@ use serde::Deserialize;
 use shared::error::Problem;
 use shared::extract::VideoId;
 use shared::layout;
+use shared::playback::{token_in, ContentKeys, Signer, Verifier};
 use shared::sessions::{Heartbeats, SessionId, Sessions};
 use shared::storage::{Fetched, Storage};
 use shared::videos::Videos;
 use uuid::Uuid;
 
+use crate::access::{mark_signed, request_token, Served};
 use crate::cap::BitrateCap;
 use crate::configuration::{CachePolicy, SteeringSettings};
 
@@ -38,8 +44,8 @@ use crate::configuration::{CachePolicy, SteeringSettings};
 pub struct OriginState {
     pub videos: Videos,
     pub storage: Storage,
-    /// Ready videos and the S3 folder each is served from.
-    pub ready: moka::future::Cache<Uuid, String>,
+    /// Ready videos: the S3 folder each is served from, and who may see it.
+    pub ready: moka::future::Cache<Uuid, Arc<Served>>,
     /// Ids the catalogue lately did not know (None: not remembered).
     pub absent: Option<moka::future::Cache<Uuid, ()>>,
     pub regions: Arc<shared::sessions::Regions>,
@@ -54,6 +60,13 @@ pub struct OriginState {
     pub metrics: crate::metrics::OriginMetrics,
     /// A client gets one session (one view) per video in this window.
     pub view_window: std::time::Duration,
+    /// Signs play URLs of protected videos.
+    pub signer: Signer,
+    /// The signer's public halves: checks tokens on every protected object.
+    pub verifier: Verifier,
+    pub token_ttl: std::time::Duration,
+    /// Content keys of encrypted videos, for `content.key`.
+    pub keys: ContentKeys,
 }
 
 /// The configured Cache-Control values, parsed once at start-up, where a
@@ -104,10 +117,12 @@ pub fn not_found(detail: String) -> Response {
 }
 
 impl OriginState {
-    /// The S3 folder a ready video is served from, or the response that says why not.
-    pub async fn served_prefix(&self, id: Uuid) -> Result<String, Response> {
-        if let Some(prefix) = self.ready.get(&id).await {
-            return Ok(prefix);
+    /// A ready video's folder and access facts, or the response that says
+    /// why it is not served. A protected video that is not ready answers
+    /// like a missing one: its status is its owner's business.
+    pub async fn served(&self, id: Uuid) -> Result<Arc<Served>, Response> {
+        if let Some(served) = self.ready.get(&id).await {
+            return Ok(served);
         }
         let absent = || not_found(format!("there is no video {id}"));
         if self.absent.as_ref().is_some_and(|a| a.contains_key(&id)) {
@@ -120,9 +135,11 @@ impl OriginState {
                 let Some(prefix) = v.master_key.as_deref().and_then(layout::served_prefix).map(str::to_owned) else {
                     return Err(Problem::internal(&anyhow::anyhow!("ready video {id} has no usable master_key {:?}", v.master_key)).into_response());
                 };
-                self.ready.insert(id, prefix.clone()).await;
-                Ok(prefix)
+                let served = Arc::new(Served { prefix, owner: v.owner_id, visibility: v.visibility, encrypted: v.encrypted });
+                self.ready.insert(id, served.clone()).await;
+                Ok(served)
             }
+            Ok(Some(v)) if v.visibility.is_protected() => Err(absent()),
             Ok(Some(v)) => Err(not_found(format!("video {id} is not ready (status: {})", v.status))),
             Ok(None) => {
                 if let Some(a) = &self.absent {
@@ -152,29 +169,55 @@ impl OriginState {
     }
 }
 
-pub async fn get_object(State(st): State<OriginState>, method: Method, Path((raw_id, raw_path)): Path<(String, String)>, Query(q): Query<ViewerQuery>, headers: HeaderMap) -> Response {
+pub async fn get_object(
+    State(st): State<OriginState>,
+    method: Method,
+    Path((raw_id, raw_path)): Path<(String, String)>,
+    RawQuery(query): RawQuery,
+    Query(q): Query<ViewerQuery>,
+    headers: HeaderMap,
+) -> Response {
     let id = match VideoId::parse(&raw_id) {
         Ok(VideoId(id)) => id,
         Err(p) => return p.into_response(),
     };
-    let Some(object) = HlsObject::parse(&raw_path) else {
-        return not_found(format!("{raw_path:?} is not an HLS object name"));
-    };
-    let prefix = match st.served_prefix(id).await {
-        Ok(p) => p,
+    let served = match st.served(id).await {
+        Ok(s) => s,
         Err(res) => return res,
     };
-    let key = format!("{prefix}{}", object.path);
+    let res = match st.admit(id, &served, request_token(query.as_deref(), &headers)) {
+        Ok(()) => {
+            // Only a viewer's own token (in the query) is written into its
+            // playlist; an edge's forwarded one asks for the shared object.
+            let tag_token = token_in(query.as_deref()).filter(|_| served.is_protected());
+            object(&st, &served, &raw_path, &method, &q, tag_token, &headers).await
+        }
+        Err(refused) => refused,
+    };
+    if served.is_protected() {
+        mark_signed(res)
+    } else {
+        res
+    }
+}
+
+/// One object of a served video, its access already checked.
+async fn object(st: &OriginState, served: &Served, raw_path: &str, method: &Method, q: &ViewerQuery, token: Option<&str>, headers: &HeaderMap) -> Response {
+    let Some(object) = HlsObject::parse(raw_path) else {
+        return not_found(format!("{raw_path:?} is not an HLS object name"));
+    };
+    let key = format!("{}{}", served.prefix, object.path);
     let sid = q.sid.as_deref().and_then(SessionId::parse);
     if let Some(sid) = &sid {
         st.heartbeats.beat(sid);
     }
-    // A session's playlist is rewritten so its segment URIs carry the id;
-    // it is read whole (playlists are small) and is private to the viewer.
-    if sid.is_some() && object.content_type == layout::PLAYLIST_TYPE {
-        return tagged_playlist(&st, &key, &object, &method, sid.expect("checked")).await;
+    // A viewer's playlist is rewritten so its URIs carry its session id and
+    // token; it is read whole (playlists are small) and is private to the viewer.
+    let viewer = shared::playlist::viewer_query(sid.as_ref().map(SessionId::as_str), token);
+    if !viewer.is_empty() && object.content_type == layout::PLAYLIST_TYPE {
+        return tagged_playlist(st, &key, &object, method, &viewer).await;
     }
-    if let Some(res) = not_modified(&st, &key, &object, &headers).await {
+    if let Some(res) = not_modified(st, &key, &object, headers).await {
         return res;
     }
     let range = headers.get(header::RANGE).and_then(|v| v.to_str().ok());
@@ -203,7 +246,7 @@ pub async fn get_object(State(st): State<OriginState>, method: Method, Path((raw
     if let Some(lm) = out.last_modified().and_then(http_date) {
         h.insert(header::LAST_MODIFIED, lm);
     }
-    let body = if method == Method::HEAD {
+    let body = if *method == Method::HEAD {
         Body::empty()
     } else {
         let egress = st.metrics.egress_bytes.clone();
@@ -237,13 +280,13 @@ async fn not_modified(st: &OriginState, key: &str, object: &HlsObject, req: &Hea
     shared::delivery::not_modified(req, &representation)
 }
 
-async fn tagged_playlist(st: &OriginState, key: &str, object: &HlsObject, method: &Method, sid: SessionId) -> Response {
+async fn tagged_playlist(st: &OriginState, key: &str, object: &HlsObject, method: &Method, query: &str) -> Response {
     let text = match st.playlist(key).await {
         Ok(Some(t)) => t,
         Ok(None) => return not_found(format!("no object {}", object.path)),
         Err(e) => return Problem::unavailable("object storage", &e).into_response(),
     };
-    let body = shared::playlist::tag_uris(&text, &format!("sid={}", sid.as_str()));
+    let body = shared::playlist::tag_uris(&text, query);
     private_text(object.content_type, body, method, &st.metrics)
 }
 

@@ -14,9 +14,14 @@
 //!
 //! Without Redis the viewer still gets a playable master, just without a
 //! session: counts are advisory, playback is not.
+//!
+//! The master of an unlisted or private video needs a playback token
+//! ([`crate::access`]), and its rewrite carries the token on every URI it
+//! emits, so media playlists (and through them segments and the content
+//! key) are requested with it.
 
 
-use axum::extract::{Query, State};
+use axum::extract::{Query, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, Method};
 use axum::response::{IntoResponse, Response};
 use shared::error::Problem;
@@ -27,25 +32,41 @@ use shared::ratelimit::Client;
 use shared::sessions::{Issued, Regions, Session, SessionId};
 use uuid::Uuid;
 
+use crate::access::{mark_signed, request_token};
 use crate::hls::{not_found, private_text, OriginState, ViewerQuery};
 
 /// Header naming the region a viewer is in, set by a geo-aware load balancer.
 pub const REGION_HEADER: &str = "x-viewer-region";
 
 /// On a route of its own, so that the session limit applies to masters only.
-pub async fn get_master(State(st): State<OriginState>, VideoId(id): VideoId, method: Method, Query(q): Query<ViewerQuery>, client: Client, headers: HeaderMap) -> Response {
-    let prefix = match st.served_prefix(id).await {
-        Ok(p) => p,
+pub async fn get_master(State(st): State<OriginState>, VideoId(id): VideoId, method: Method, RawQuery(raw): RawQuery, Query(q): Query<ViewerQuery>, client: Client, headers: HeaderMap) -> Response {
+    let served = match st.served(id).await {
+        Ok(s) => s,
         Err(res) => return res,
     };
+    let token = request_token(raw.as_deref(), &headers);
+    let res = match st.admit(id, &served, token) {
+        Ok(()) => master(&st, id, &served.prefix, &method, &q, token.filter(|_| served.is_protected()), client, &headers).await,
+        Err(refused) => refused,
+    };
+    if served.is_protected() {
+        mark_signed(res)
+    } else {
+        res
+    }
+}
+
+/// The viewer's master, its access already checked; `token` goes on every URI.
+#[allow(clippy::too_many_arguments)]
+async fn master(st: &OriginState, id: Uuid, prefix: &str, method: &Method, q: &ViewerQuery, token: Option<&str>, client: Client, headers: &HeaderMap) -> Response {
     let key = format!("{prefix}{}", layout::MASTER_PLAYLIST);
     let stored = match st.playlist(&key).await {
         Ok(Some(text)) => text,
         Ok(None) => return not_found(format!("video {id} has no master playlist")),
         Err(e) => return Problem::unavailable("object storage", &e).into_response(),
     };
-    let region = viewer_region(&st.regions, q.region.as_deref(), &headers);
-    let session = match session_for(&st, id, q.sid.as_deref(), region, client).await {
+    let region = viewer_region(&st.regions, q.region.as_deref(), headers);
+    let session = match session_for(st, id, q.sid.as_deref(), region, client).await {
         Ok(s) => Some(s),
         Err(e) => {
             tracing::warn!(error = format!("{e:#}"), "viewer session unavailable; serving a master without one");
@@ -54,7 +75,7 @@ pub async fn get_master(State(st): State<OriginState>, VideoId(id): VideoId, met
     };
     let pathways = &st.steering.pathways;
     let pinned = q.pathway.as_deref().and_then(|p| pathways.iter().find(|x| x.id == p));
-    let query = session.as_ref().map(|s| format!("sid={}", s.id.as_str())).unwrap_or_default();
+    let query = shared::playlist::viewer_query(session.as_ref().map(|s| s.id.as_str()), token);
     let opts = MasterOptions {
         drop_top_rungs: session.as_ref().map_or(0, |s| s.dropped_rungs),
         query: query.clone(),
@@ -69,7 +90,7 @@ pub async fn get_master(State(st): State<OriginState>, VideoId(id): VideoId, met
         }),
     };
     let (body, dropped) = rewrite_master(&stored, &opts);
-    let mut res = private_text(layout::PLAYLIST_TYPE, body, &method, &st.metrics);
+    let mut res = private_text(layout::PLAYLIST_TYPE, body, method, &st.metrics);
     let h = res.headers_mut();
     let cap = if dropped.is_empty() { "none".to_owned() } else { dropped.iter().map(|h| format!("{h}p")).collect::<Vec<_>>().join(",") };
     h.insert("x-bitrate-cap", HeaderValue::from_str(&cap).expect("ascii"));

@@ -17,6 +17,7 @@ pub struct OriginMetrics {
     pub steering_answers: IntCounterVec,
     pub catalogue_lookups: IntCounter,
     pub negative_hits: IntCounter,
+    pub token_refusals: IntCounterVec,
 }
 
 impl OriginMetrics {
@@ -33,6 +34,7 @@ impl OriginMetrics {
             steering_active: m.register(IntGaugeVec::new(Opts::new("steering_secondary_active", "1 while a region's secondary pathway takes viewers"), &["region"]).unwrap()),
             catalogue_lookups: m.register(IntCounter::new("origin_catalogue_lookups_total", "Catalogue (PostgreSQL) queries for whether a video is served").unwrap()),
             negative_hits: m.register(IntCounter::new("origin_negative_hits_total", "Requests for an unknown video answered 404 from memory, without a catalogue query").unwrap()),
+            token_refusals: m.register(IntCounterVec::new(Opts::new("playback_token_refusals_total", "Requests for objects of unlisted or private videos refused for their playback token, by reason"), &["reason"]).unwrap()),
             steering_answers: m.register(IntCounterVec::new(Opts::new("steering_answers_total", "Steering answers by the pathway put first"), &["pathway"]).unwrap()),
         }
     }

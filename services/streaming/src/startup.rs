@@ -38,6 +38,8 @@ pub async fn build(settings: Settings) -> anyhow::Result<Server> {
     let sessions = Sessions::new(redis.clone(), settings.session_ttl.0);
     let heartbeats = Heartbeats::new(sessions.clone(), &settings.node);
     let cap = Arc::new(BitrateCap::new(settings.cap.clone()));
+    let authenticator = settings.auth.authenticator(pool.clone());
+    let playback = &settings.playback;
     let state = OriginState {
         videos: Videos::new(pool.clone()),
         storage: storage.clone(),
@@ -56,20 +58,27 @@ pub async fn build(settings: Settings) -> anyhow::Result<Server> {
         steering: Arc::new(settings.steering.clone()),
         metrics: origin_metrics.clone(),
         view_window: settings.view_window.0,
+        signer: playback.signer.clone(),
+        verifier: playback.signer.verifier(),
+        token_ttl: playback.token_ttl.0,
+        keys: shared::playback::ContentKeys::new(pool.clone(), playback.masters.clone()),
     };
     let measuring = cap.spawn(sessions, heartbeats, origin_metrics);
     // Redis is not a readiness dependency: without it viewers still play,
     // only counts, caps and steering fall back to their defaults.
     let readiness = Readiness::new().postgres(pool).s3(storage);
-    // Steering and viewer answers are about this moment: never stored.
+    // Steering and viewer answers are about this moment: never stored. The
+    // API routes know their caller (an API key is optional; see each handler).
     let live = Router::new()
         .route("/steering/{video_id}", get(crate::steering::get_steering))
         .route("/api/v1/videos/{video_id}/play", get(crate::steering::play).route_layer(sessions_limit.clone()))
         .route("/api/v1/videos/{video_id}/viewers", get(crate::viewers::for_video))
         .route("/api/v1/viewers", get(crate::viewers::overview))
+        .route_layer(axum::middleware::from_fn_with_state(authenticator, shared::auth::authenticate))
         .layer(SetResponseHeaderLayer::overriding(header::CACHE_CONTROL, HeaderValue::from_static("no-store")));
     let router = Router::new()
         .route("/hls/{video_id}/master.m3u8", get(crate::master::get_master).route_layer(sessions_limit))
+        .route(&format!("/hls/{{video_id}}/{}", shared::playback::KEY_OBJECT), get(crate::key::get_key))
         .route("/hls/{video_id}/{*object}", get(get_object))
         .merge(live)
         .with_state(state)

@@ -4,7 +4,12 @@
 //!   (`VERSION`, `TTL`, `PATHWAY-PRIORITY`); hls.js and Apple's players
 //!   follow it with no custom code.
 //! - GET /api/v1/videos/{video_id}/play — one playback URL, already
-//!   steered, for players without steering.
+//!   steered, for players without steering. A private video's URL is given
+//!   to its owner and admins only (anyone else, a caller without a key
+//!   included, gets the 404 of a missing video, so its existence does not
+//!   leak); an unlisted or public one to anyone. The URL of an unlisted or
+//!   private video carries a playback token valid for PLAYBACK_TOKEN_TTL,
+//!   and the answer says until when (`expires_at`).
 //!
 //! Per region: while the region's live viewers exceed the activation
 //! threshold the secondary pathway (an edge that pulls from the primary,
@@ -20,10 +25,12 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
 use serde_json::json;
+use shared::auth::{hidden, Caller};
 use shared::error::Problem;
 use shared::extract::VideoId;
 use shared::layout;
 use shared::sessions::{Live, Session, SessionId};
+use shared::videos::Visibility;
 
 use crate::configuration::SteeringSettings;
 use crate::hls::OriginState;
@@ -109,9 +116,15 @@ pub struct PlayQuery {
 }
 
 /// A session and the URL to play it from, steered once, now.
-pub async fn play(State(st): State<OriginState>, VideoId(id): VideoId, Query(q): Query<PlayQuery>, client: shared::ratelimit::Client, headers: axum::http::HeaderMap) -> Response {
-    if let Err(res) = st.served_prefix(id).await {
-        return res;
+pub async fn play(State(st): State<OriginState>, VideoId(id): VideoId, Query(q): Query<PlayQuery>, caller: Caller, client: shared::ratelimit::Client, headers: axum::http::HeaderMap) -> Response {
+    let served = match st.served(id).await {
+        Ok(s) => s,
+        // Missing, not ready or hidden: one answer, whoever asks.
+        Err(res) if res.status() == StatusCode::NOT_FOUND => return hidden("video", "video-not-found").into_response(),
+        Err(res) => return res,
+    };
+    if served.visibility == Visibility::Private && !caller.may_act_on(served.owner) {
+        return hidden("video", "video-not-found").into_response();
     }
     let region = crate::master::viewer_region(&st.regions, q.region.as_deref(), &headers);
     let session = match crate::master::issue(&st, id, region, client).await {
@@ -120,17 +133,27 @@ pub async fn play(State(st): State<OriginState>, VideoId(id): VideoId, Query(q):
     };
     let master = layout::public_hls_path(id, layout::MASTER_PLAYLIST);
     let sid = session.id.as_str();
+    let signed = served.is_protected().then(|| st.signer.issue(id, st.token_ttl));
+    let query = shared::playlist::viewer_query(Some(sid), signed.as_ref().map(|(t, _)| t.as_str()));
     let (pathway, url) = if st.steering.pathways.is_empty() {
-        ("direct".to_owned(), format!("{master}?sid={sid}"))
+        ("direct".to_owned(), format!("{master}?{query}"))
     } else {
         let pathway = match steer(&st, &session).await {
             Ok(p) => p,
             Err(e) => return Problem::unavailable("viewer sessions", &e).into_response(),
         };
         let base = &st.steering.pathways.iter().find(|p| p.id == pathway).expect("steer returns a configured pathway").base;
-        (pathway.clone(), format!("{base}{master}?sid={sid}&pathway={pathway}"))
+        (pathway.clone(), format!("{base}{master}?{query}&pathway={pathway}"))
     };
-    Json(json!({ "video_id": id, "session": sid, "region": session.region, "pathway": pathway, "url": url })).into_response()
+    let expires_at = signed.map(|(_, t)| rfc3339(t.expires));
+    Json(json!({ "video_id": id, "session": sid, "region": session.region, "pathway": pathway, "url": url, "visibility": served.visibility, "expires_at": expires_at })).into_response()
+}
+
+fn rfc3339(unix: u64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(unix as i64)
+        .ok()
+        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -149,5 +172,11 @@ mod tests {
         assert_eq!(decide(&s, true, 2, 2, true), (true, true), "between release and activation: still active, moved sessions stay");
         assert_eq!(decide(&s, true, 2, 2, false), (true, false), "the primary keeps its share");
         assert_eq!(decide(&s, true, 1, 0, true), (false, false), "below release: everyone back");
+    }
+
+    #[test]
+    fn a_token_expiry_is_answered_in_rfc_3339() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(1_700_000_000), "2023-11-14T22:13:20Z");
     }
 }

@@ -5,6 +5,8 @@
 
 #![allow(dead_code)]
 
+pub mod gate;
+
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -15,6 +17,24 @@ use tokio::sync::oneshot;
 use uuid::Uuid;
 
 pub const PURGE_TOKEN: &str = "test-purge-token-0123456789";
+
+/// The origin's playback signing key (kid `test`, an Ed25519 seed of 7s).
+pub const SIGNING_KEYS: &str = "test:BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc";
+/// Another seed under the same kid: what a forger without the key signs with.
+pub const FORGED_KEYS: &str = "test:CAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAg";
+/// A key id no edge knows.
+pub const UNKNOWN_KEYS: &str = "gone:BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc";
+/// The content keys' master key.
+pub const MASTER_KEYS: &str = "m1:CQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQk";
+
+pub fn signer(keys: &str) -> shared::playback::Signer {
+    keys.parse().expect("test signing keys")
+}
+
+/// A token for `video` from the origin's key, valid for `ttl`.
+pub fn token(video: Uuid, ttl: Duration) -> String {
+    signer(SIGNING_KEYS).sign(video, ttl)
+}
 
 pub const MASTER: &str = "#EXTM3U\n#EXT-X-VERSION:7\n#EXT-X-INDEPENDENT-SEGMENTS\n\
 #EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID=\"audio\",NAME=\"Main\",DEFAULT=YES,AUTOSELECT=YES,URI=\"audio/index.m3u8\"\n\
@@ -98,14 +118,16 @@ fn env(world: &World, overrides: &[(&str, String)]) -> Env {
 }
 
 pub async fn origin(world: &World, overrides: &[(&str, String)]) -> Running {
-    let mut e = env(world, overrides);
+    let mut all = vec![("PLAYBACK_SIGNING_KEYS", SIGNING_KEYS.to_owned()), ("CONTENT_MASTER_KEYS", MASTER_KEYS.to_owned())];
+    all.extend(overrides.iter().cloned());
+    let mut e = env(world, &all);
     let settings = streaming::configuration::Settings::from_env(&mut e);
     e.finish().expect("origin settings");
     run(streaming::startup::build(settings).await.expect("origin starts"))
 }
 
 pub async fn edge(world: &World, parent: &str, overrides: &[(&str, String)]) -> Running {
-    let mut all = vec![("ORIGIN_URL", parent.to_owned()), ("PURGE_TOKEN", PURGE_TOKEN.to_owned())];
+    let mut all = vec![("ORIGIN_URL", parent.to_owned()), ("PURGE_TOKEN", PURGE_TOKEN.to_owned()), ("PLAYBACK_PUBLIC_KEYS", signer(SIGNING_KEYS).public_keys())];
     all.extend(overrides.iter().cloned());
     let mut e = env(world, &all);
     let settings = cdn_edge::configuration::Settings::from_env(&mut e);
@@ -121,18 +143,48 @@ pub struct Catalogue {
 
 impl Catalogue {
     pub async fn new() -> Self {
+        Self::with(&ladder()).await
+    }
+
+    /// A world holding one ready video made of `files`.
+    pub async fn with(files: &[(&str, Bytes)]) -> Self {
         let world = World::new().await;
         let storage = world.backends.s3.store();
         storage.ensure_bucket().await.expect("bucket");
+        let video = Self::add(&world, files).await;
+        Self { world, video }
+    }
+
+    /// Another ready video of `files` in the same world.
+    pub async fn add(world: &World, files: &[(&str, Bytes)]) -> Uuid {
         let pool = world.backends.database.pool().expect("pool");
         let videos = shared::videos::Videos::new(pool.clone());
-        let video = shared::testing::ready_video(&storage, &videos, &pool, &ladder()).await.expect("ready video");
-        Self { world, video }
+        shared::testing::ready_video(&world.backends.s3.store(), &videos, &pool, files).await.expect("ready video")
+    }
+
+    /// Makes `video` private (or unlisted), owned by `owner`, encrypted with
+    /// a content key of its own (returned), as a protected upload would be.
+    pub async fn protect(&self, video: Uuid, visibility: &str, owner: Uuid) -> [u8; 16] {
+        let pool = self.world.backends.database.pool().expect("pool");
+        sqlx::query("UPDATE videos SET visibility = $2, owner_id = $3, encrypted = true WHERE id = $1")
+            .bind(video)
+            .bind(visibility)
+            .bind(owner)
+            .execute(&pool)
+            .await
+            .expect("protect the video");
+        shared::playback::ContentKeys::new(pool, MASTER_KEYS.parse().unwrap()).get_or_create(video).await.expect("content key")
     }
 
     pub fn path(&self, object: &str) -> String {
         format!("/hls/{}/{object}", self.video)
     }
+}
+
+/// A client sending a new admin key of the catalogue's world.
+pub async fn admin_client(c: &Catalogue) -> reqwest::Client {
+    let (key, _) = c.world.api_key(shared::auth::Role::Admin).await;
+    reqwest::Client::builder().default_headers(shared::testing::bearer(&key)).timeout(Duration::from_secs(60)).build().unwrap()
 }
 
 pub fn client() -> reqwest::Client {
@@ -144,4 +196,5 @@ pub async fn metric(base: &str, name: &str) -> f64 {
     shared::testing::metric(&client().get(format!("{base}/metrics")).send().await.unwrap().text().await.unwrap(), name)
 }
 
+#[allow(unused_imports)] // not every test binary polls
 pub use shared::testing::eventually;

@@ -14,9 +14,16 @@
 //! 4. the cost of the per-client rate limit on cache hits: two edges, one
 //!    with RATE_LIMIT_HLS off, one with a rate no client reaches (so every
 //!    request is checked and none refused), loaded in turn, three times each, as
-//!    one forwarded client; with the load generator's and the edge's CPU.
+//!    one forwarded client; with the load generator's and the edge's CPU;
+//! 5. the cost of signed playback on cache hits (issue 12): at one edge, the
+//!    same cached 1 MB segment (and 1.5 KB init segment) of a private video
+//!    requested with a signed URL (`?token=…`, checked on every hit) and of
+//!    a public video without one, in alternating runs (ABBA), four each;
+//!    the ratio signed/unsigned of the mean req/s (goal: ≥ 0.95), with the
+//!    load generator's and the edge's CPU.
 //!
-//! `bench_edge --limiter` runs the setup and part 4 only.
+//! `bench_edge --limiter` runs the setup and part 4 only; `bench_edge
+//! --signed` the setup and part 5 only.
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -34,6 +41,11 @@ const SEGMENTS: usize = 10;
 /// The client the limiter comparison sends as (through a trusted proxy).
 const FORWARDED_CLIENT: &str = "198.51.100.77";
 const LIMITER_ROUNDS: usize = 3;
+const SIGNED_ROUNDS: usize = 4;
+/// The bench's own playback signing key and content master key (an
+/// isolated dev world: PLATFORM_ENV=dev).
+const SIGNING_KEYS: &str = "bench:YmVuY2gtc2lnbmluZy1rZXktMDEyMzQ1Njc4OWFiY2Q";
+const MASTER_KEYS: &str = "bench:YmVuY2gtbWFzdGVyLWtleS0wMTIzNDU2Nzg5YWJjZGU";
 
 fn spawn(bin: &str, env: &[(&str, String)], log: &Path) -> anyhow::Result<e2e::Process> {
     let log = std::fs::File::create(log)?;
@@ -184,6 +196,47 @@ async fn limiter_cost(edge_env: &[(&'static str, String)], scratch: &Path, path:
     Ok(())
 }
 
+/// Part 5: cache-hit requests/s for the same bytes, signed (a private
+/// video, `?token=…`) and unsigned (a public one), at the edge at `edge`
+/// (process `pid`), in alternating runs.
+async fn signed_cost(edge: &str, pid: u32, private: uuid::Uuid, public: uuid::Uuid, token: &str, objects: &[(&str, &str, usize)]) -> anyhow::Result<()> {
+    println!(
+        "== signed playback on cache hits: one edge, {CONCURRENCY} keep-alive connections, {}s per run, {SIGNED_ROUNDS} runs each, alternating (ABBA…); \"signed\" = a private video's object with ?token= (verified on every hit), \"unsigned\" = the same bytes of a public video",
+        RUN.as_secs()
+    );
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let fetches_before = e2e::scrape(edge, "edge_origin_fetches_total").await?;
+    for (label, object, len) in objects {
+        let urls = [("unsigned", format!("{edge}/hls/{public}/{object}")), ("signed", format!("{edge}/hls/{private}/{object}?token={token}"))];
+        let mut rps = [0.0f64; 2];
+        for round in 1..=SIGNED_ROUNDS {
+            // ABBA: neither kind always runs first (warm-up, drift).
+            let order: [usize; 2] = if round % 2 == 1 { [0, 1] } else { [1, 0] };
+            for i in order {
+                let (kind, url) = &urls[i];
+                let (gen0, edge0, t0) = (cpu_secs("self")?, cpu_secs(&pid.to_string())?, Instant::now());
+                let run = load(url, *len).await?;
+                let wall = t0.elapsed().as_secs_f64();
+                let (gen, edge_cpu) = ((cpu_secs("self")? - gen0) / wall, (cpu_secs(&pid.to_string())? - edge0) / wall);
+                rps[i] += run.rps / SIGNED_ROUNDS as f64;
+                println!(
+                    "{label:<14} {kind:<8} run {round}: {:>8.0} req/s  p50 {:>6.2} ms  p99 {:>6.2} ms   CPU: load generator {:>4.0}% of a core, edge {:>4.0}% ({cores} cores)",
+                    run.rps,
+                    run.p50_ms,
+                    run.p99_ms,
+                    gen * 100.0,
+                    edge_cpu * 100.0
+                );
+            }
+        }
+        println!("{label:<14} signed/unsigned, mean req/s: {:.0} / {:.0} = ratio {:.3} (goal >= 0.95)", rps[1], rps[0], rps[1] / rps[0]);
+    }
+    let refusals = e2e::scrape(edge, "edge_playback_token_refusals_total").await?;
+    let fetches = e2e::scrape(edge, "edge_origin_fetches_total").await? - fetches_before;
+    println!("token refusals during the runs: {refusals}; origin fetches: {fetches} (at most one per video and object: everything else was a hit)");
+    Ok(())
+}
+
 fn sorted_ms(mut samples: Vec<Duration>) -> Vec<f64> {
     samples.sort();
     samples.into_iter().map(|d| d.as_secs_f64() * 1000.0).collect()
@@ -217,11 +270,18 @@ async fn main() -> anyhow::Result<()> {
     }
     let refs: Vec<(&str, Bytes)> = files.iter().map(|(n, b)| (n.as_str(), b.clone())).collect();
     let video = shared::testing::ready_video(&storage, &videos, &pool, &refs).await?;
+    // The same objects again, as a private video: played only with a token.
+    let private = shared::testing::ready_video(&storage, &videos, &pool, &refs).await?;
+    sqlx::query("UPDATE videos SET visibility = 'private' WHERE id = $1").bind(private).execute(&pool).await?;
+    let signer: shared::playback::Signer = SIGNING_KEYS.parse().map_err(|e: String| anyhow::anyhow!(e))?;
+    let token = signer.sign(private, Duration::from_secs(3600));
 
     let (origin_port, edge_port, nginx_port) = (e2e::free_port(), e2e::free_port(), e2e::free_port());
     let mut env = world.env();
     env.push(("HTTP_ADDR", format!("127.0.0.1:{origin_port}")));
     env.push(("RUST_LOG", "warn".into()));
+    env.push(("PLAYBACK_SIGNING_KEYS", SIGNING_KEYS.into()));
+    env.push(("CONTENT_MASTER_KEYS", MASTER_KEYS.into()));
     let _origin = spawn("streaming", &env, &scratch.path().join("origin.log"))?;
     let origin = format!("http://127.0.0.1:{origin_port}");
     wait_ready(&format!("{origin}/health/ready")).await?;
@@ -233,13 +293,20 @@ async fn main() -> anyhow::Result<()> {
         ("REDIS_PREFIX", world.backends.redis.prefix.clone()),
         ("PURGE_TOKEN", "bench-purge-token-0123456789".into()),
         ("EDGE_DISK_DIR", scratch.path().join("edge-disk").display().to_string()),
+        ("PLAYBACK_PUBLIC_KEYS", signer.public_keys()),
+        // The world's example secrets (Redis URL…) are refused outside dev.
+        ("PLATFORM_ENV", "dev".into()),
     ];
+    let signed_objects = [("1 MB segment", "360p/seg_00000.m4s", segment.len()), ("1.5 KB init", "360p/init_0.mp4", 1500)];
     if std::env::args().any(|a| a == "--limiter") {
         return limiter_cost(&edge_env, scratch.path(), &format!("/hls/{video}/360p/index.m3u8"), media.len()).await;
     }
-    let _edge = spawn("cdn-edge", &edge_env, &scratch.path().join("edge.log"))?;
+    let edge_process = spawn("cdn-edge", &edge_env, &scratch.path().join("edge.log"))?;
     let edge = format!("http://127.0.0.1:{edge_port}");
     wait_ready(&format!("{edge}/health/ready")).await?;
+    if std::env::args().any(|a| a == "--signed") {
+        return signed_cost(&edge, edge_process.0.id(), private, video, &token, &signed_objects).await;
+    }
     std::fs::write(scratch.path().join("nginx.conf"), nginx_conf(scratch.path(), nginx_port, &format!("127.0.0.1:{origin_port}")))?;
     let _nginx = e2e::front_door::Daemon(Command::new("nginx").args(["-c", &scratch.path().join("nginx.conf").display().to_string(), "-p", &scratch.path().display().to_string()]).stdout(Stdio::null()).stderr(Stdio::null()).spawn()?);
     let nginx = format!("http://127.0.0.1:{nginx_port}");
@@ -298,5 +365,6 @@ async fn main() -> anyhow::Result<()> {
     let requests: usize = viewers.into_iter().collect::<anyhow::Result<Vec<_>>>()?.into_iter().sum();
     let fetches = e2e::scrape(&cold, "edge_origin_fetches_total").await?;
     println!("{requests} viewer requests, {fetches} origin fetches: {:.1} per 1000 (every request to the origin would be 1000)", fetches * 1000.0 / requests as f64);
-    limiter_cost(&edge_env, scratch.path(), &format!("/hls/{video}/360p/index.m3u8"), media.len()).await
+    limiter_cost(&edge_env, scratch.path(), &format!("/hls/{video}/360p/index.m3u8"), media.len()).await?;
+    signed_cost(&edge, edge_process.0.id(), private, video, &token, &signed_objects).await
 }
