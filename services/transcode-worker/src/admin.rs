@@ -5,6 +5,9 @@
 //! - `POST /admin/dead-jobs/{job_id}/requeue`: puts one back as a new job
 //!   with fresh attempts.
 //!
+//! Both need an admin API key (`Authorization: Bearer …`): 401 without a
+//! key, 403 with a creator's. Health and metrics, beside them, stay open.
+//!
 //! A requeue first returns the video to `uploaded` (the state the upload
 //! services' republisher watches), then publishes, then removes the dead
 //! message, so a crash between steps never loses the job.
@@ -17,6 +20,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
+use shared::auth::{Authenticator, Caller};
 use shared::error::Problem;
 use shared::queue::{DeadLetters, Decision, Publisher, Requeued};
 use shared::transcodes::{Revival, Transcodes};
@@ -36,11 +40,13 @@ const MAX_LIST: usize = 1000;
 /// A requeue looks this deep for its job.
 const MAX_SCAN: usize = 10_000;
 
-pub fn router(state: AdminState) -> Router {
+/// The admin routes behind the key layer (applied to these routes only).
+pub fn router(state: AdminState, auth: Authenticator) -> Router {
     Router::new()
         .route("/admin/dead-jobs", get(list))
         .route("/admin/dead-jobs/{job_id}/requeue", post(requeue))
         .with_state(state)
+        .layer(axum::middleware::from_fn_with_state(auth, shared::auth::authenticate))
 }
 
 #[derive(Deserialize)]
@@ -52,7 +58,10 @@ fn bad_request(detail: String) -> Response {
     Problem::new(StatusCode::BAD_REQUEST, "invalid-query", "Invalid query parameter", detail).into_response()
 }
 
-async fn list(State(st): State<AdminState>, Query(q): Query<ListQuery>) -> Response {
+async fn list(caller: Caller, State(st): State<AdminState>, Query(q): Query<ListQuery>) -> Response {
+    if let Err(denied) = caller.require_admin() {
+        return denied.into_response();
+    }
     let limit = match q.limit.as_deref().map(str::parse::<usize>) {
         None => 100,
         Some(Ok(n)) if (1..=MAX_LIST).contains(&n) => n,
@@ -64,7 +73,10 @@ async fn list(State(st): State<AdminState>, Query(q): Query<ListQuery>) -> Respo
     }
 }
 
-async fn requeue(State(st): State<AdminState>, Path(raw): Path<String>) -> Response {
+async fn requeue(caller: Caller, State(st): State<AdminState>, Path(raw): Path<String>) -> Response {
+    if let Err(denied) = caller.require_admin() {
+        return denied.into_response();
+    }
     let Ok(job_id) = Uuid::try_parse(&raw) else {
         return Problem::new(StatusCode::NOT_FOUND, "dead-job-not-found", "Dead job not found", format!("{raw:?} is not a job id (a UUID)")).into_response();
     };

@@ -4,8 +4,10 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
+use shared::auth::AuthSettings;
 use shared::backends::BackendSettings;
 use shared::configuration::{Env, Seconds};
+use shared::playback::MasterKeys;
 use shared::server::HttpSettings;
 use shared::telemetry::TelemetrySettings;
 
@@ -18,6 +20,10 @@ pub struct Settings {
     pub http: HttpSettings,
     pub telemetry: TelemetrySettings,
     pub backends: BackendSettings,
+    /// API keys for the admin endpoints.
+    pub auth: AuthSettings,
+    /// Wrap the content keys of encrypted (unlisted and private) videos.
+    pub master_keys: MasterKeys,
     pub intake: IntakeSettings,
     pub transcode: TranscodeSettings,
 }
@@ -93,6 +99,11 @@ impl Settings {
             http: HttpSettings::from_env(env, "0.0.0.0:8021"),
             telemetry: TelemetrySettings::from_env(env),
             backends: BackendSettings::from_env(env),
+            auth: AuthSettings::from_env(env),
+            master_keys: env.required(
+                "CONTENT_MASTER_KEYS",
+                "master keys wrapping each encrypted video's content key, as kid:base64url(32 bytes),…; the first wraps, all unwrap, and at start keys under the others are re-wrapped under the first",
+            ),
             intake: IntakeSettings {
                 mode: env.optional("WORKER_MODE", "push", "push: the broker pushes jobs (basic.consume); pull: the worker polls (basic.get)"),
                 concurrency: env.optional("WORKER_CONCURRENCY", "1", "jobs run at once (push: the AMQP prefetch); each is one ffmpeg"),

@@ -1,5 +1,5 @@
-//! One job's life: claim → produce the outputs under the attempt's own
-//! prefix → commit (the master playlist is already stored, the row flips to
+//! One job's life: claim → the content key, if the video is not public →
+//! produce the outputs under the attempt's own prefix → commit (the master playlist is already stored, the row flips to
 //! `ready` in one transaction) → remove every other attempt's leftovers.
 //!
 //! While it runs, the video row is polled: a deletion (or another attempt
@@ -12,14 +12,17 @@ use std::time::Duration;
 
 use shared::cache::Cache;
 use shared::layout;
+use shared::playback::ContentKeys;
 use shared::queue::TranscodeJob;
 use shared::storage::Storage;
 use shared::transcodes::{Claim, Commit, Transcodes};
+use shared::videos::Videos;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::configuration::TranscodeSettings;
 use crate::confine::Confinement;
+use crate::encrypt::ContentKey;
 use crate::rejection::Rejection;
 
 /// Why an attempt failed transiently; the `reason` label of the failure metric.
@@ -101,6 +104,8 @@ pub enum Outcome {
 #[derive(Clone)]
 pub struct JobContext {
     pub transcodes: Transcodes,
+    pub videos: Videos,
+    pub keys: ContentKeys,
     pub storage: Storage,
     pub cache: Cache,
     pub settings: Arc<TranscodeSettings>,
@@ -127,7 +132,7 @@ impl JobContext {
                 return Ok(Outcome::Skipped);
             }
             Claim::CrashLoop(n) => {
-                return Err(Rejection::CrashLoop { workers: n.into() }.into());
+                return Err(Rejection::CrashLoop { workers: n }.into());
             }
             Claim::Gone => {
                 // An attempt cut off by the deletion may have stored objects after it.
@@ -140,7 +145,7 @@ impl JobContext {
         let cancel = CancellationToken::new();
         let watcher = tokio::spawn(watch(self.transcodes.clone(), video, cancel.clone()));
         let produced = tokio::select! {
-            r = crate::outputs::produce(self, job, &prefix) => Some(r),
+            r = async { crate::outputs::produce(self, job, &prefix, self.content_key(video).await?.as_ref()).await } => Some(r),
             _ = cancel.cancelled() => None,
         };
         watcher.abort();
@@ -177,6 +182,20 @@ impl JobContext {
                 Err(e)
             }
         }
+    }
+
+    /// The key to encrypt with, read after the claim: None for a public
+    /// video. Visibility changed later does not re-encode (the row's
+    /// `encrypted` says what was done).
+    async fn content_key(&self, video: Uuid) -> Result<Option<ContentKey>, JobError> {
+        let Some(row) = self.videos.get(video).await.map_err(JobError::database)? else {
+            // Deleted since the claim: the watcher cancels this attempt within a second.
+            return std::future::pending().await;
+        };
+        if !row.visibility.is_protected() {
+            return Ok(None);
+        }
+        Ok(Some(self.keys.get_or_create(video).await.map_err(JobError::database)?))
     }
 
     /// Best effort: a leftover costs storage, not correctness, and the next

@@ -1,6 +1,7 @@
 //! transcode-worker: takes jobs from RabbitMQ (pushed or pulled) and turns
 //! each uploaded source into CMAF HLS and DASH, with thumbnails, in S3, with
-//! one ffmpeg process per job.
+//! one ffmpeg process per job. Videos that are not public are HLS AES-128
+//! encrypted, HLS-only.
 //!
 //! - [`configuration`] — settings.
 //! - [`startup`] — builds the worker and its health/metrics/admin server.
@@ -17,8 +18,9 @@
 //! - [`package`] — measuring outputs; the master playlist.
 //! - [`iframes`], [`isobmff`] — I-frame playlists from the segments' boxes.
 //! - [`dash`] — the MPD over the same segments.
+//! - [`encrypt`] — HLS AES-128 for videos that are not public.
 //! - [`thumbnails`] — sprite sheets (tiled here) and their WebVTT track.
-//! - [`admin`] — dead-letter endpoints.
+//! - [`admin`] — dead-letter endpoints (admin API keys only).
 //! - [`metrics`] — per-mode metrics.
 //! - [`workdir`] — scratch space, reclaimed after killed workers.
 
@@ -27,6 +29,7 @@ pub mod configuration;
 pub mod confine;
 pub mod consumer;
 pub mod dash;
+pub mod encrypt;
 pub mod ffmpeg;
 pub mod iframes;
 pub mod isobmff;

@@ -2,6 +2,10 @@
 //! the HLS ladder and audio rendition, I-frame playlists, the DASH manifest,
 //! the poster and the thumbnail sprites with their WebVTT track. All of it
 //! goes under the attempt's prefix, the master playlist last.
+//!
+//! With a content key (the video is not public), the renditions are
+//! encrypted (see [`crate::encrypt`]) before they are measured, and the
+//! I-frame playlists and the DASH manifest are left out.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -14,6 +18,7 @@ use shared::queue::TranscodeJob;
 use shared::transcodes::Transcoded;
 use shared::videos::Rendition;
 
+use crate::encrypt::{self, ContentKey};
 use crate::ffmpeg::{self, Encode, Watchdog, POSTER_FILE};
 use crate::job::{JobContext, JobError};
 use crate::package::{self, Track};
@@ -26,7 +31,7 @@ const UPLOAD_CONCURRENCY: usize = 8;
 /// Progress writes to Redis at most this often.
 const PROGRESS_EVERY: Duration = Duration::from_secs(1);
 
-pub async fn produce(ctx: &JobContext, job: &TranscodeJob, prefix: &str) -> Result<Transcoded, JobError> {
+pub async fn produce(ctx: &JobContext, job: &TranscodeJob, prefix: &str, key: Option<&ContentKey>) -> Result<Transcoded, JobError> {
     let s = &ctx.settings;
     tokio::fs::create_dir_all(&s.work_dir).await.with_context(|| format!("creating {}", s.work_dir.display()))?;
     // Removed on drop, whatever happens below (a cancellation included).
@@ -97,13 +102,22 @@ pub async fn produce(ctx: &JobContext, job: &TranscodeJob, prefix: &str) -> Resu
     let tiling = (sprites.clone(), out_dir.clone());
     tokio::task::spawn_blocking(move || tiling.0.write_sheets(&tiling.1)).await.context("tiling the thumbnails")??;
 
+    if let Some(key) = key.copied() {
+        let dirs: Vec<_> = rungs.iter().map(|r| r.name.as_str()).chain(source.has_audio.then_some(ffmpeg::AUDIO_NAME)).map(|n| out_dir.join(n)).collect();
+        tokio::task::spawn_blocking(move || dirs.iter().try_for_each(|d| encrypt::rendition(d, &key))).await.context("encrypting the renditions")??;
+    }
+    let iframes = key.is_none();
     let mut video = Vec::with_capacity(rungs.len());
     for r in &rungs {
-        video.push(package::describe(&out_dir, Track::Video(r.clone())).await?);
+        video.push(package::describe(&out_dir, Track::Video(r.clone()), iframes).await?);
     }
-    let audio = if source.has_audio { Some(package::describe(&out_dir, Track::Audio).await?) } else { None };
+    let audio = if source.has_audio { Some(package::describe(&out_dir, Track::Audio, false).await?) } else { None };
     let top = &video[0];
-    tokio::fs::write(out_dir.join(dash::MANIFEST), dash::manifest(&video, audio.as_ref(), source.frame_rate)?).await.context("writing the MPD")?;
+    // Encrypted videos are HLS-only (see crate::encrypt).
+    let with_dash = key.is_none();
+    if with_dash {
+        tokio::fs::write(out_dir.join(dash::MANIFEST), dash::manifest(&video, audio.as_ref(), source.frame_rate)?).await.context("writing the MPD")?;
+    }
     tokio::fs::write(out_dir.join(VTT_FILE), sprites.vtt(top.duration)).await.context("writing the thumbnails track")?;
 
     progress(ctx, job, Progress::stage("uploading", 100.0)).await;
@@ -116,7 +130,8 @@ pub async fn produce(ctx: &JobContext, job: &TranscodeJob, prefix: &str) -> Resu
         return Err(Rejection::FramesEndEarly { duration: source.duration }.into());
     }
     let mut files: Vec<String> = video.iter().chain(audio.as_ref()).flat_map(|o| o.files.iter().map(move |f| format!("{}/{f}", o.name))).collect();
-    files.extend([dash::MANIFEST.to_owned(), VTT_FILE.to_owned()]);
+    files.extend(with_dash.then(|| dash::MANIFEST.to_owned()));
+    files.push(VTT_FILE.to_owned());
     files.extend(images);
     upload(ctx, prefix, &out_dir, files).await?;
     let master = package::master_playlist(&video, audio.as_ref(), source.frame_rate);
@@ -152,7 +167,7 @@ pub async fn produce(ctx: &JobContext, job: &TranscodeJob, prefix: &str) -> Resu
             playlist_key: format!("{prefix}{}/index.m3u8", a.name),
         });
     }
-    Ok(Transcoded { duration_seconds: top.duration, width: source.width as i32, height: source.height as i32, master_key, renditions })
+    Ok(Transcoded { duration_seconds: top.duration, width: source.width as i32, height: source.height as i32, master_key, renditions, encrypted: key.is_some() })
 }
 
 /// Uploads `files` (relative to `out_dir`) under `prefix`, several at once.

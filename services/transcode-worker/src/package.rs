@@ -38,7 +38,7 @@ pub struct RenditionOutput {
     pub bandwidth: u64,
     pub average_bandwidth: u64,
     pub duration: f64,
-    /// Video renditions only.
+    /// Video renditions in the clear only (see [`crate::encrypt`]).
     pub iframes: Option<IFrames>,
 }
 
@@ -91,7 +91,9 @@ pub fn rates(chunks: impl Iterator<Item = (f64, u64)>) -> (u64, u64) {
     ((peak.ceil() as u64).max(average), average)
 }
 
-pub async fn describe(out_dir: &Path, track: Track) -> anyhow::Result<RenditionOutput> {
+/// Reads back one rendition; with `iframes`, a video rendition also gets
+/// its I-frame playlist (written beside its media playlist).
+pub async fn describe(out_dir: &Path, track: Track, iframes: bool) -> anyhow::Result<RenditionOutput> {
     let name = match &track {
         Track::Video(r) => r.name.clone(),
         Track::Audio => AUDIO_NAME.to_owned(),
@@ -112,13 +114,13 @@ pub async fn describe(out_dir: &Path, track: Track) -> anyhow::Result<RenditionO
     files.extend(segments.iter().map(|(_, s)| s.clone()));
     files.push("index.m3u8".into());
     let iframes = match &track {
-        Track::Video(_) => {
+        Track::Video(_) if iframes => {
             let i = IFrames::measure(&dir, &init, &segments).await.with_context(|| format!("I-frames of {name}"))?;
             tokio::fs::write(dir.join(crate::iframes::PLAYLIST), i.playlist()).await?;
             files.push(crate::iframes::PLAYLIST.into());
             Some(i)
         }
-        Track::Audio => None,
+        _ => None,
     };
     Ok(RenditionOutput {
         duration: segments.iter().map(|(d, _)| d).sum(),
@@ -144,7 +146,8 @@ pub fn variant_codecs(video: &RenditionOutput, audio: Option<&RenditionOutput>) 
 }
 
 /// The master playlist: video variants highest first (each with the audio
-/// group), the audio-only variant, then one I-frame playlist per video rung.
+/// group), the audio-only variant, then one I-frame playlist per video rung
+/// that has one (none when the segments are encrypted).
 pub fn master_playlist(video: &[RenditionOutput], audio: Option<&RenditionOutput>, frame_rate: f64) -> String {
     let mut m = String::from("#EXTM3U\n#EXT-X-VERSION:7\n#EXT-X-INDEPENDENT-SEGMENTS\n");
     let group = audio.map(|a| {
@@ -250,7 +253,9 @@ mod tests {
         assert!(m.contains("#EXT-X-STREAM-INF:BANDWIDTH=3630000,AVERAGE-BANDWIDTH=3629800,CODECS=\"avc1.64001f,mp4a.40.2\",RESOLUTION=1280x720,FRAME-RATE=30.000,AUDIO=\"audio\"\n720p/index.m3u8\n"));
         assert!(m.contains("#EXT-X-STREAM-INF:BANDWIDTH=130000,AVERAGE-BANDWIDTH=129900,CODECS=\"mp4a.40.2\",AUDIO=\"audio\"\naudio/index.m3u8\n"));
         assert!(m.contains("#EXT-X-I-FRAME-STREAM-INF:BANDWIDTH=400000,AVERAGE-BANDWIDTH=300000,CODECS=\"avc1.64001f\",RESOLUTION=1280x720,URI=\"720p/iframes.m3u8\"\n"));
-        let silent = master_playlist(&[v], None, 30.0);
+        let silent = master_playlist(std::slice::from_ref(&v), None, 30.0);
         assert!(!silent.contains("AUDIO") && silent.contains("CODECS=\"avc1.64001f\",RESOLUTION"));
+        let encrypted = RenditionOutput { iframes: None, ..v };
+        assert!(!master_playlist(&[encrypted], Some(&a), 30.0).contains("I-FRAME"), "no I-frame playlist, no I-frame variant");
     }
 }

@@ -1,5 +1,7 @@
 //! Builds the worker: clients, migrations, the consumer of the configured
-//! mode, and a small HTTP server for health, metrics and the admin endpoints.
+//! mode, and a small HTTP server for health, metrics and the admin endpoints
+//! (admin keys only). At start, content keys still wrapped under an older
+//! master key are re-wrapped under the current one, in the background.
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -7,6 +9,7 @@ use std::sync::Arc;
 
 use shared::health::Readiness;
 use shared::metrics::Metrics;
+use shared::playback::ContentKeys;
 use shared::queue::DeadLetters;
 use shared::server::{with_operational_routes, Server};
 use shared::transcodes::Transcodes;
@@ -39,10 +42,14 @@ impl Application {
         let connected = Arc::new(AtomicBool::new(false));
         let worker_id = format!("{}-{}", hostname(), std::process::id());
         let transcodes = Transcodes::new(pool.clone());
+        let keys = ContentKeys::new(pool.clone(), settings.master_keys.clone());
+        tokio::spawn(rewrap(keys.clone()));
         let confinement = Arc::new(Confinement::new(&settings.transcode.formats, settings.transcode.network)?);
         tracing::info!(network_isolated = confinement.isolates_network(), formats = settings.transcode.formats, "ffmpeg confinement");
         let ctx = JobContext {
             transcodes: transcodes.clone(),
+            videos: Videos::new(pool.clone()),
+            keys,
             storage: storage.clone(),
             cache: cache.clone(),
             settings: Arc::new(settings.transcode.clone()),
@@ -69,12 +76,11 @@ impl Application {
                     }
                 })
         };
-        let admin = admin::router(AdminState {
-            dead: Arc::new(DeadLetters::new(settings.backends.queue.clone())),
-            publisher,
-            transcodes,
-            videos: Videos::new(pool),
-        });
+        let authenticator = settings.auth.authenticator(pool.clone());
+        let admin = admin::router(
+            AdminState { dead: Arc::new(DeadLetters::new(settings.backends.queue.clone())), publisher, transcodes, videos: Videos::new(pool) },
+            authenticator,
+        );
         let app = with_operational_routes(admin, readiness, metrics);
         let listener = settings.http.bind().await?;
         let grace = settings.http.shutdown_grace.0;
@@ -95,6 +101,15 @@ impl Application {
         stop.cancel();
         let _ = worker.await;
         server.await.map_err(std::io::Error::other)?
+    }
+}
+
+/// Moves every content key to the first master key, without re-encoding.
+/// Every worker does it at start; the update is conditional, so they agree.
+async fn rewrap(keys: ContentKeys) {
+    match keys.rewrap().await {
+        Ok(n) => tracing::info!(rewrapped = n, "content keys re-wrapped under the current master key"),
+        Err(e) => tracing::error!(error = format!("{e:#}"), "could not re-wrap content keys (is an old master key missing from CONTENT_MASTER_KEYS?)"),
     }
 }
 

@@ -1,7 +1,7 @@
 //! Failures: permanent ones go to the dead-letter queue at once with their
 //! reason; transient ones (S3 unreachable, a stalled ffmpeg) are retried
 //! through the delay queues and succeed; exhausted ones are dead-lettered;
-//! the admin endpoint lists dead jobs and requeues one.
+//! the admin endpoint lists dead jobs and requeues one, for admin keys only.
 
 mod common;
 
@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
+use shared::auth::Role;
 use tokio::net::{TcpListener, TcpStream};
 use transcode_worker::configuration::Mode;
 
@@ -26,7 +27,7 @@ async fn bytes_that_are_not_media_are_dead_lettered_after_one_attempt_and_can_be
     lab.eventually("job in the dead-letter queue", Duration::from_secs(10), || async { lab.queue_depth(&dead).await == 1 }).await;
     assert!(lab.hls_keys(job.video_id).await.is_empty(), "a failed attempt leaves no objects");
 
-    let http = reqwest::Client::new();
+    let http = lab.client_as(Role::Admin).await;
     let listed: serde_json::Value = http.get(format!("{}/admin/dead-jobs", w.base)).send().await.unwrap().json().await.unwrap();
     assert_eq!(listed["total"], 1);
     let entry = &listed["jobs"][0];
@@ -161,7 +162,7 @@ async fn a_job_that_keeps_failing_is_dead_lettered_with_its_last_error() {
     assert!(video.error.as_deref().unwrap().starts_with("gave up after 2 attempts"), "{:?}", video.error);
     let dead = lab.names().dead_queue;
     lab.eventually("job in the dead-letter queue", Duration::from_secs(10), || async { lab.queue_depth(&dead).await == 1 }).await;
-    let listed: serde_json::Value = reqwest::get(format!("{}/admin/dead-jobs", w.base)).await.unwrap().json().await.unwrap();
+    let listed: serde_json::Value = lab.client_as(Role::Admin).await.get(format!("{}/admin/dead-jobs", w.base)).send().await.unwrap().json().await.unwrap();
     assert_eq!(listed["jobs"][0]["reason"], "exhausted");
     assert_eq!(listed["jobs"][0]["attempts"], 2);
 }
@@ -187,4 +188,38 @@ async fn a_job_that_killed_three_workers_is_dead_lettered_not_retried_forever() 
     let dead = lab.names().dead_queue;
     lab.eventually("job in the dead-letter queue", Duration::from_secs(10), || async { lab.queue_depth(&dead).await == 1 }).await;
     assert_eq!(w.jobs("dead_permanent").await, 1);
+}
+
+#[tokio::test]
+async fn the_admin_endpoints_need_an_admin_key_and_health_and_metrics_stay_open() {
+    let lab = Lab::new().await;
+    let w = lab.worker(Mode::Push, 1).await;
+    let list = format!("{}/admin/dead-jobs", w.base);
+    let requeue = format!("{}/admin/dead-jobs/{}/requeue", w.base, uuid::Uuid::now_v7());
+    let anonymous = reqwest::Client::new();
+    let creator = lab.client_as(Role::Creator).await;
+    let admin = lab.client_as(Role::Admin).await;
+
+    for (who, client, list_status, requeue_status) in [("no key", &anonymous, 401, 401), ("a creator", &creator, 403, 403), ("an admin", &admin, 200, 404)] {
+        let r = client.get(&list).send().await.unwrap();
+        assert_eq!(r.status(), list_status, "list with {who}");
+        if list_status != 200 {
+            assert_eq!(r.headers()["content-type"], "application/problem+json", "list with {who}");
+        }
+        if list_status == 401 {
+            assert!(r.headers().contains_key("www-authenticate"));
+        }
+        // An admin gets past the check to the job lookup (no such job: 404).
+        let r = client.post(&requeue).send().await.unwrap();
+        assert_eq!(r.status(), requeue_status, "requeue with {who}");
+        assert_eq!(r.headers()["content-type"], "application/problem+json", "requeue with {who}");
+    }
+    let listed: serde_json::Value = admin.get(&list).send().await.unwrap().json().await.unwrap();
+    assert_eq!(listed["total"], 0);
+
+    let r = anonymous.get(&list).header("authorization", "Bearer not-a-key").send().await.unwrap();
+    assert_eq!(r.status(), 401, "a malformed key");
+    for open in ["/health/live", "/metrics"] {
+        assert_eq!(anonymous.get(format!("{}{open}", w.base)).send().await.unwrap().status(), 200, "{open} needs no key");
+    }
 }

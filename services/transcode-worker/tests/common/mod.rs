@@ -8,17 +8,21 @@ use std::time::{Duration, Instant};
 
 use lapin::options::QueueDeclareOptions;
 use lapin::types::FieldTable;
+use shared::auth::Role;
 use shared::configuration::{Env, Seconds};
+use shared::playback::ContentKeys;
 use shared::queue::{Publisher, TranscodeJob};
 use shared::server::HttpSettings;
 use shared::storage::Storage;
 use shared::testing::World;
-use shared::videos::{Video, Videos};
+use shared::videos::{Video, Videos, Visibility};
 use transcode_worker::configuration::{Mode, Settings};
 use transcode_worker::startup::Application;
 use uuid::Uuid;
 
 pub const LADDER: &str = "480p=1100k,240p=300k";
+/// The worker's `CONTENT_MASTER_KEYS` in tests (dev only, never a deployment's).
+pub const MASTER_KEYS: &str = "test:WnOTtQqPy-I_5SYL3AcvyKXe2RBFyDYFsb4recb5eUY";
 
 pub struct Lab {
     pub world: World,
@@ -99,6 +103,7 @@ impl Lab {
         let mut s = Settings::from_env(&mut Env::listing());
         s.http = HttpSettings { addr: "127.0.0.1:0".into(), shutdown_grace: Seconds(Duration::from_secs(1)) };
         s.backends = self.world.backends.clone();
+        s.master_keys = MASTER_KEYS.parse().unwrap();
         s.intake.mode = mode;
         s.intake.concurrency = concurrency;
         s.intake.retry_base = Duration::from_millis(500);
@@ -133,6 +138,7 @@ impl Lab {
             .env("WORKER_MODE", mode.as_str())
             .env("WORK_DIR", self.scratch.path().join("work"))
             .env("TRANSCODE_LADDER", LADDER)
+            .env("CONTENT_MASTER_KEYS", MASTER_KEYS)
             .env("FFMPEG_PRESET", preset)
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
@@ -152,6 +158,25 @@ impl Lab {
         let job = self.register(bytes).await;
         self.publisher.publish(&job).await.unwrap();
         job
+    }
+
+    /// Registers a video with `visibility` and publishes its job.
+    pub async fn submit_as(&self, bytes: &[u8], visibility: Visibility) -> TranscodeJob {
+        let job = self.register(bytes).await;
+        self.videos.set_visibility(job.video_id, visibility).await.unwrap().expect("video row");
+        self.publisher.publish(&job).await.unwrap();
+        job
+    }
+
+    /// The content keys as the worker stores them.
+    pub fn content_keys(&self) -> ContentKeys {
+        ContentKeys::new(self.videos.pool().clone(), MASTER_KEYS.parse().unwrap())
+    }
+
+    /// An HTTP client sending a new key of `role` on every request.
+    pub async fn client_as(&self, role: Role) -> reqwest::Client {
+        let (key, _) = self.world.api_key(role).await;
+        reqwest::Client::builder().default_headers(shared::testing::bearer(&key)).build().unwrap()
     }
 
     pub async fn video(&self, id: Uuid) -> Option<Video> {
