@@ -4,8 +4,12 @@
 //   node tus_js_upload.mjs ENDPOINT FILE [--chunk-size N] [--parallel N]
 //        [--resume-url URL] [--title T] [--kill-at FRACTION]
 //
+// API_KEY in the environment, if set, is sent as `Authorization: Bearer …`
+// on every request (tus-js-client's `headers` option); unset, none is sent.
+//
 // Prints JSON lines: {"url"} once the upload URL is known, {"done"} at the
-// end. --kill-at SIGKILLs this process once that fraction of the file has
+// end, or {"error", "status"} (the HTTP status, if there was an answer) and
+// exit status 1. --kill-at SIGKILLs this process once that fraction of the file has
 // been handed to the socket: a real cut in the middle of a PATCH, after
 // which a fresh process started with --resume-url continues the upload.
 import fs from 'node:fs'
@@ -21,6 +25,7 @@ const parallel = Number(opt('parallel', 1))
 const resumeUrl = opt('resume-url', null)
 const killAt = Number(opt('kill-at', 0))
 const title = opt('title', 'tus-js-client upload')
+const headers = process.env.API_KEY ? { Authorization: `Bearer ${process.env.API_KEY}` } : {}
 
 let announced = false
 const announce = (url) => {
@@ -32,6 +37,7 @@ const announce = (url) => {
 
 const upload = new tus.Upload(fs.createReadStream(file), {
   endpoint,
+  headers,
   uploadUrl: resumeUrl,
   chunkSize,
   parallelUploads: parallel,
@@ -53,6 +59,8 @@ const upload = new tus.Upload(fs.createReadStream(file), {
   },
   onError(err) {
     console.error(String(err))
+    const status = err.originalResponse ? err.originalResponse.getStatus() : null
+    console.log(JSON.stringify({ error: String(err), status }))
     process.exit(1)
   },
 })

@@ -8,6 +8,7 @@ pub mod conformance;
 
 pub mod front_door;
 pub mod panics;
+pub mod players;
 
 pub use panics::PanicWatch;
 
@@ -52,13 +53,44 @@ impl Stack {
         }
     }
 
-    /// A client that trusts the stack's local CA and can speak HTTP/2.
+    /// A client that trusts the stack's local CA, can speak HTTP/2 and sends
+    /// the stack's creator key on every request (as tus clients do).
     pub fn client(&self) -> anyhow::Result<reqwest::Client> {
+        self.client_with(Some(&self.creator_key()?))
+    }
+
+    /// The same client without any key: what an anonymous viewer sends.
+    pub fn anonymous_client(&self) -> anyhow::Result<reqwest::Client> {
+        self.client_with(None)
+    }
+
+    /// The same client with `key` (None: anonymous).
+    pub fn client_with(&self, key: Option<&str>) -> anyhow::Result<reqwest::Client> {
         let pem = std::fs::read(self.stack_dir.join("tls/ca.crt")).context("stack CA certificate (run scripts/setup)")?;
+        let mut headers = reqwest::header::HeaderMap::new();
+        if let Some(key) = key {
+            headers.insert(reqwest::header::AUTHORIZATION, format!("Bearer {key}").parse()?);
+        }
         Ok(reqwest::Client::builder()
             .add_root_certificate(reqwest::Certificate::from_pem(&pem)?)
+            .default_headers(headers)
             .timeout(Duration::from_secs(600))
             .build()?)
+    }
+
+    /// The creator key `scripts/stack up` wrote.
+    pub fn creator_key(&self) -> anyhow::Result<String> {
+        self.key_file("creator-key")
+    }
+
+    /// The admin key `scripts/stack up` wrote (the bootstrap key).
+    pub fn admin_key(&self) -> anyhow::Result<String> {
+        self.key_file("admin-key")
+    }
+
+    fn key_file(&self, name: &str) -> anyhow::Result<String> {
+        let path = self.stack_dir.join(name);
+        Ok(std::fs::read_to_string(&path).with_context(|| format!("{} (scripts/stack up writes it)", path.display()))?.trim().to_owned())
     }
 }
 
@@ -177,6 +209,27 @@ pub async fn ready_clip(client: &reqwest::Client, base: &str, title: &str, secs:
     let id = created["id"].as_str().expect("video id").to_owned();
     let video = wait_until_settled(client, base, &id, within).await.expect("video settles");
     assert_eq!(video["status"], "ready", "{}", video["error"]);
+    id
+}
+
+/// A 320×180 clip of `secs` made now, uploaded through `base` with
+/// `visibility` (public, unlisted, private) and transcoded: the ready video's id.
+pub async fn ready_clip_visible(client: &reqwest::Client, base: &str, title: &str, visibility: &str, secs: u32, within: Duration) -> String {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let clip = make_clip(dir.path(), &format!("{title}.mp4"), secs, 320, 180).expect("clip");
+    let r = client
+        .post(format!("{base}/api/v1/videos"))
+        .query(&[("title", title), ("visibility", visibility)])
+        .header("content-type", "video/mp4")
+        .body(std::fs::read(&clip).expect("clip bytes"))
+        .send()
+        .await
+        .expect("upload");
+    assert_eq!(r.status(), reqwest::StatusCode::CREATED);
+    let id = r.json::<Value>().await.expect("upload answer")["id"].as_str().expect("video id").to_owned();
+    let video = wait_until_settled(client, base, &id, within).await.expect("video settles");
+    assert_eq!(video["status"], "ready", "{}", video["error"]);
+    assert_eq!(video["visibility"], visibility);
     id
 }
 

@@ -3,7 +3,12 @@
 //! uploads byte-identical in S3, a cut-off upload resumed by a fresh client
 //! process, a 4-way parallel (concatenated) upload, and an upload that
 //! survives the service being SIGKILLed and restarted. Every upload must
-//! end as a `ready` video.
+//! end as a `ready` video, owned by the key it was sent with.
+//!
+//! The clients send the stack's creator key (`$STACK_DIR/creator-key`) the
+//! way apps do, on every request (tus-js-client's `headers`, tuspy's
+//! `TusClient(headers=…)`); without one, both fail at creation with 401 and
+//! nothing is stored.
 
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -45,16 +50,38 @@ fn clients_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("clients")
 }
 
+/// The key the client scripts send (`API_KEY`, read by both): the stack's
+/// creator key, in the environment rather than argv so `ps` does not show it.
+fn with_key(mut c: Command, key: Option<&str>) -> Command {
+    match key {
+        Some(k) => c.env("API_KEY", k),
+        None => c.env_remove("API_KEY"),
+    };
+    c
+}
+
+fn creator_key() -> String {
+    Stack::from_env().creator_key().expect("the stack's creator key")
+}
+
 fn tus_js(endpoint: &str, file: &PathBuf, args: &[&str]) -> Command {
+    tus_js_as(Some(&creator_key()), endpoint, file, args)
+}
+
+fn tus_js_as(key: Option<&str>, endpoint: &str, file: &PathBuf, args: &[&str]) -> Command {
     let mut c = Command::new("node");
     c.arg(clients_dir().join("tus_js_upload.mjs"))
         .arg(endpoint)
         .arg(file)
         .args(args);
-    c
+    with_key(c, key)
 }
 
 fn tuspy(endpoint: &str, file: &PathBuf, store: &PathBuf, args: &[&str]) -> Command {
+    tuspy_as(Some(&creator_key()), endpoint, file, store, args)
+}
+
+fn tuspy_as(key: Option<&str>, endpoint: &str, file: &PathBuf, store: &PathBuf, args: &[&str]) -> Command {
     let mut c = Command::new("python3");
     c.arg(clients_dir().join("tuspy_upload.py"))
         .arg(endpoint)
@@ -62,7 +89,7 @@ fn tuspy(endpoint: &str, file: &PathBuf, store: &PathBuf, args: &[&str]) -> Comm
         .arg("--store")
         .arg(store)
         .args(args);
-    c
+    with_key(c, key)
 }
 
 /// A running client and the JSON lines it printed so far.
@@ -172,8 +199,63 @@ async fn assert_became_ready_video(stack: &Stack, url: &str) {
     assert_eq!(v["status"], "ready", "{v}");
     // The hash the server carried across PATCHes (as a saved midstate) is the file's.
     let pool = e2e::database().await.unwrap();
-    let stored: String = sqlx::query_scalar("SELECT source_sha256 FROM videos WHERE id = $1::uuid").bind(id).fetch_one(&pool).await.unwrap();
+    let (stored, owner): (String, Option<uuid::Uuid>) =
+        sqlx::query_as("SELECT source_sha256, owner_id FROM videos WHERE id = $1::uuid").bind(id).fetch_one(&pool).await.unwrap();
     assert_eq!(stored, src.sha256);
+    // The video is the key's principal's.
+    let key = shared::auth::ApiKey::parse(&stack.creator_key().unwrap()).expect("the creator key is a key");
+    let principal: uuid::Uuid =
+        sqlx::query_scalar("SELECT principal_id FROM api_keys WHERE hash = $1").bind(&key.hash()[..]).fetch_one(&pool).await.unwrap();
+    assert_eq!(owner, Some(principal), "the video belongs to the creator whose key uploaded it");
+}
+
+/// Runs a client to its end; returns its exit status and its last JSON line.
+async fn run_to_end(mut cmd: Command) -> (std::process::ExitStatus, Value) {
+    let out = tokio::time::timeout(Duration::from_secs(120), cmd.stderr(Stdio::inherit()).output()).await.expect("the client ends").unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let last = text.lines().last().unwrap_or_else(|| panic!("the client printed nothing"));
+    (out.status, serde_json::from_str(last).unwrap_or_else(|_| panic!("client printed {last:?}")))
+}
+
+/// Uploads in `uploads` whose metadata names `title`.
+async fn uploads_titled(title: &str) -> i64 {
+    let pool = e2e::database().await.unwrap();
+    sqlx::query_scalar(
+        "SELECT count(*) FROM uploads WHERE \
+         convert_from(decode(substring(metadata from 'filename ([A-Za-z0-9+/=]+)'), 'base64'), 'UTF8') = $1",
+    )
+    .bind(title)
+    .fetch_one(&pool)
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn without_a_key_both_official_clients_fail_at_creation_with_401_and_store_nothing() {
+    let _panics = e2e::PanicWatch::start();
+    let stack = Stack::from_env();
+    let dir = tempfile::tempdir().unwrap();
+    // A real (short) video, so the accepted upload below ends as a normal one.
+    let file = e2e::make_clip(dir.path(), "short.mp4", 2, 320, 240).unwrap();
+    let title = format!("no-key-{}", uuid::Uuid::new_v4());
+    let endpoint = format!("{}/api/v1/uploads/", stack.nginx_http);
+
+    let (status, line) = run_to_end(tus_js_as(None, &endpoint, &file, &["--title", &title])).await;
+    assert!(!status.success(), "tus-js-client succeeded without a key: {line}");
+    assert_eq!(line["status"], 401, "tus-js-client: {line}");
+    let store = dir.path().join("urls.json");
+    let (status, line) = run_to_end(tuspy_as(None, &endpoint, &file, &store, &["--title", &title])).await;
+    assert!(!status.success(), "tuspy succeeded without a key: {line}");
+    assert_eq!(line["status"], 401, "tuspy: {line}");
+    assert_eq!(uploads_titled(&title).await, 0, "a refused creation stores no upload");
+
+    // The same clients, the same file, with the key: accepted.
+    let url = Client::spawn(tus_js(&endpoint, &file, &["--title", &title])).done().await;
+    assert!(url.contains("/api/v1/uploads/"), "{url}");
+    assert_eq!(uploads_titled(&title).await, 1);
+    let id = url.rsplit('/').next().unwrap();
+    let v = wait_until_settled(&stack.client().unwrap(), &stack.nginx_http, id, Duration::from_secs(300)).await.unwrap();
+    assert_eq!(v["status"], "ready", "{v}");
 }
 
 #[tokio::test]
