@@ -38,6 +38,8 @@ async fn spans_are_exported_over_otlp_when_an_endpoint_is_set() {
         .env("REDIS_URL", std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into()))
         .env("REDIS_PREFIX", format!("telemetry-{port}"))
         .env("PURGE_TOKEN", "telemetry-test-purge-token")
+        // The machine's Redis URL is the example one, accepted only in dev.
+        .env("PLATFORM_ENV", "dev")
         .env("OTEL_EXPORTER_OTLP_ENDPOINT", &otlp)
         .stderr(std::process::Stdio::null())
         .spawn()
