@@ -43,6 +43,12 @@ impl PurgeRequest {
         }
     }
 
+    /// The video a purge is about, when it names one (`/hls/{id}/…`).
+    pub fn video_id(&self) -> Option<Uuid> {
+        let p = self.path.as_deref().or(self.prefix.as_deref())?;
+        Uuid::try_parse(p.strip_prefix("/hls/")?.split('/').next()?).ok()
+    }
+
     /// Whether this purge names `key`.
     pub fn covers(&self, key: &str) -> bool {
         self.path.as_deref() == Some(key) || self.prefix.as_deref().is_some_and(|p| key.starts_with(p))
@@ -61,6 +67,13 @@ pub fn channel(redis: &Cache) -> String {
     format!("{}:edge-purge", redis.prefix())
 }
 
+/// The same purges, for origins: they forget what they cached about the
+/// video. A channel of its own, so the edge channel's receiver count (what a
+/// purge answers with) still counts edges.
+pub fn origin_channel(redis: &Cache) -> String {
+    format!("{}:origin-purge", redis.prefix())
+}
+
 pub fn log_key(redis: &Cache) -> String {
     format!("{}:edge-purges", redis.prefix())
 }
@@ -74,16 +87,54 @@ pub async fn publish(redis: &Cache, from: Uuid, req: &PurgeRequest) -> anyhow::R
     let mut c = redis.connection().await?;
     let (json, now) = (serde_json::to_string(req)?, now_ms());
     let message = serde_json::to_string(&Published { from, purge: req.clone() })?;
-    let (_, _, n): (i64, i64, u64) = redis::pipe()
+    // Origins first: they forget the video's cached facts before edges,
+    // purged, come back for them.
+    let (_, _, _, n): (i64, i64, u64, u64) = redis::pipe()
         .atomic()
         .zadd(log_key(redis), &json, now)
         .zrembyscore(log_key(redis), "-inf", now.saturating_sub(PURGE_MEMORY.as_millis() as u64))
+        .cmd("PUBLISH")
+        .arg(origin_channel(redis))
+        .arg(&message)
         .cmd("PUBLISH")
         .arg(channel(redis))
         .arg(&message)
         .query_async(&mut c)
         .await?;
     Ok(n)
+}
+
+/// Calls `apply` with every well-formed purge published on `channel`
+/// ([`channel`] for edges, [`origin_channel`] for origins), until the task
+/// is dropped; a lost subscription is renewed with backoff.
+pub fn spawn_listener(redis: Cache, channel: String, apply: impl Fn(Published) + Send + Sync + 'static) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut backoff = Duration::from_millis(500);
+        loop {
+            match listen(&redis, &channel, &apply).await {
+                Ok(()) => tracing::warn!("purge subscription closed; resubscribing"),
+                Err(e) => tracing::warn!(error = format!("{e:#}"), "purge subscription failed; retrying"),
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(10));
+        }
+    })
+}
+
+async fn listen(redis: &Cache, channel: &str, apply: &(impl Fn(Published) + Send + Sync)) -> anyhow::Result<()> {
+    use futures::StreamExt;
+    let mut pubsub = redis.pubsub().await?;
+    pubsub.subscribe(channel).await?;
+    tracing::info!(channel, "listening for purges");
+    let mut messages = pubsub.on_message();
+    while let Some(msg) = messages.next().await {
+        let payload: String = msg.get_payload()?;
+        match serde_json::from_str::<Published>(&payload) {
+            Ok(msg) if msg.purge.check().is_ok() => apply(msg),
+            _ => tracing::warn!(payload, "ignoring a malformed purge message"),
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -105,5 +156,8 @@ mod tests {
         let id = Uuid::new_v4();
         let v = PurgeRequest::video(id);
         assert!(v.check().is_ok() && v.covers(&format!("/hls/{id}/720p/seg_00001.m4s")) && !v.covers(&format!("/hls/{id}x/a")));
+        assert_eq!(v.video_id(), Some(id));
+        assert_eq!(req(Some(&format!("/hls/{id}/720p/seg_00001.m4s")), None).video_id(), Some(id));
+        assert_eq!(req(None, Some("/hls/not-a-uuid/")).video_id(), None);
     }
 }

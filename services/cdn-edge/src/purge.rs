@@ -17,12 +17,11 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use bytes::Bytes;
-use futures::StreamExt;
 use serde_json::json;
 use shared::cache::Cache;
 use shared::configuration::Secret;
 use shared::error::Problem;
-use shared::purge::{now_ms, Published, PurgeRequest, PURGE_MEMORY};
+use shared::purge::{now_ms, PurgeRequest, PURGE_MEMORY};
 use uuid::Uuid;
 
 use crate::flight::Flights;
@@ -78,35 +77,15 @@ impl Purger {
         tracing::info!(path = ?req.path, prefix = ?req.prefix, "purged");
     }
 
-    /// Applies every purge published by any edge, until the server stops.
+    /// Applies every purge published by any other edge or service, until the server stops.
     pub fn spawn_subscriber(self) -> tokio::task::JoinHandle<()> {
-        tokio::spawn(async move {
-            let mut backoff = Duration::from_millis(500);
-            loop {
-                match self.listen().await {
-                    Ok(()) => tracing::warn!("purge subscription closed; resubscribing"),
-                    Err(e) => tracing::warn!(error = format!("{e:#}"), "purge subscription failed; retrying"),
-                }
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(10));
+        let (redis, channel) = (self.redis.clone(), shared::purge::channel(&self.redis));
+        shared::purge::spawn_listener(redis, channel, move |msg| {
+            // The sender applied its own purge already.
+            if msg.from != self.id {
+                self.apply(&msg.purge);
             }
         })
-    }
-
-    async fn listen(&self) -> anyhow::Result<()> {
-        let mut pubsub = self.redis.pubsub().await?;
-        pubsub.subscribe(shared::purge::channel(&self.redis)).await?;
-        tracing::info!(channel = shared::purge::channel(&self.redis), "listening for purges");
-        let mut messages = pubsub.on_message();
-        while let Some(msg) = messages.next().await {
-            let payload: String = msg.get_payload()?;
-            match serde_json::from_str::<Published>(&payload) {
-                Ok(msg) if msg.from == self.id => {}
-                Ok(msg) if msg.purge.check().is_ok() => self.apply(&msg.purge),
-                _ => tracing::warn!(payload, "ignoring a malformed purge message"),
-            }
-        }
-        Ok(())
     }
 }
 

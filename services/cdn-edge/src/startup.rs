@@ -46,7 +46,12 @@ pub async fn build(settings: Settings) -> anyhow::Result<Server> {
         region: HeaderValue::from_str(&settings.region)?,
         metrics: edge_metrics.clone(),
         heartbeats,
-        gate: Gate::new(settings.playback.clone(), edge_metrics.token_refusals.clone()),
+        gate: {
+            if settings.playback.is_empty() {
+                tracing::warn!("PLAYBACK_PUBLIC_KEYS is empty: every unlisted and private video will be refused here");
+            }
+            Gate::new(settings.playback.clone(), edge_metrics.token_refusals.clone())
+        },
     };
     let purger = Purger { id: uuid::Uuid::new_v4(), tiers, flights: state.flights.clone(), metrics: edge_metrics.clone(), redis, token: settings.purge_token.clone() };
     // Purges sent while this edge was down must not come back from its disk.

@@ -10,9 +10,9 @@
 //! the query (a viewer) or from `x-playback-token` (an edge forwarding the
 //! token of the viewer whose request started its shared fetch).
 //!
-//! Facts are cached with the readiness (10 s), so a visibility change
-//! reaches this origin within that time; what edges already hold is the
-//! purge's business.
+//! Facts are cached with the readiness (10 s) and forgotten when a purge of
+//! the video is published (every visibility change and deletion sends one),
+//! so the edges' refetch after that purge sees the new visibility.
 
 use axum::http::{HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};

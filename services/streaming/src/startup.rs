@@ -64,17 +64,33 @@ pub async fn build(settings: Settings) -> anyhow::Result<Server> {
         keys: shared::playback::ContentKeys::new(pool.clone(), playback.masters.clone()),
     };
     let measuring = cap.spawn(sessions, heartbeats, origin_metrics);
+    // A purge follows every visibility change and deletion: the cached facts
+    // of that video go too, or an edge refetching at once after the purge
+    // would be answered with the old visibility (and cache it for a year).
+    let (ready, absent) = (state.ready.clone(), state.absent.clone());
+    let forgetting = shared::purge::spawn_listener(redis.clone(), shared::purge::origin_channel(&redis), move |msg| {
+        if let Some(id) = msg.purge.video_id() {
+            let (ready, absent) = (ready.clone(), absent.clone());
+            tokio::spawn(async move {
+                ready.invalidate(&id).await;
+                if let Some(absent) = absent {
+                    absent.invalidate(&id).await;
+                }
+            });
+        }
+    });
     // Redis is not a readiness dependency: without it viewers still play,
     // only counts, caps and steering fall back to their defaults.
     let readiness = Readiness::new().postgres(pool).s3(storage);
     // Steering and viewer answers are about this moment: never stored. The
     // API routes know their caller (an API key is optional; see each handler).
     let live = Router::new()
-        .route("/steering/{video_id}", get(crate::steering::get_steering))
         .route("/api/v1/videos/{video_id}/play", get(crate::steering::play).route_layer(sessions_limit.clone()))
         .route("/api/v1/videos/{video_id}/viewers", get(crate::viewers::for_video))
         .route("/api/v1/viewers", get(crate::viewers::overview))
         .route_layer(axum::middleware::from_fn_with_state(authenticator, shared::auth::authenticate))
+        // After the layer: steering never asks who calls, so a key costs it no lookup.
+        .route("/steering/{video_id}", get(crate::steering::get_steering))
         .layer(SetResponseHeaderLayer::overriding(header::CACHE_CONTROL, HeaderValue::from_static("no-store")));
     let router = Router::new()
         .route("/hls/{video_id}/master.m3u8", get(crate::master::get_master).route_layer(sessions_limit))
@@ -85,5 +101,5 @@ pub async fn build(settings: Settings) -> anyhow::Result<Server> {
         .layer(shared::delivery::manifest_compression())
         .layer(shared::delivery::player_cors());
     let app = with_operational_routes(router, readiness, metrics).layer(axum::middleware::from_fn(shared::delivery::paths::refuse_unnormalised));
-    Ok(Server::new(settings.http.bind().await?, app, settings.http.shutdown_grace.0).with_task(measuring))
+    Ok(Server::new(settings.http.bind().await?, app, settings.http.shutdown_grace.0).with_task(measuring).with_task(forgetting))
 }

@@ -30,7 +30,6 @@ use shared::error::Problem;
 use shared::extract::VideoId;
 use shared::layout;
 use shared::sessions::{Live, Session, SessionId};
-use shared::videos::Visibility;
 
 use crate::configuration::SteeringSettings;
 use crate::hls::OriginState;
@@ -123,7 +122,7 @@ pub async fn play(State(st): State<OriginState>, VideoId(id): VideoId, Query(q):
         Err(res) if res.status() == StatusCode::NOT_FOUND => return hidden("video", "video-not-found").into_response(),
         Err(res) => return res,
     };
-    if served.visibility == Visibility::Private && !caller.may_act_on(served.owner) {
+    if !caller.may_see(served.owner, served.visibility) {
         return hidden("video", "video-not-found").into_response();
     }
     let region = crate::master::viewer_region(&st.regions, q.region.as_deref(), &headers);

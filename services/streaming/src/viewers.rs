@@ -16,13 +16,12 @@ use shared::auth::{hidden, Caller};
 use shared::error::Problem;
 use shared::extract::VideoId;
 use shared::sessions::Live;
-use shared::videos::Visibility;
 
 use crate::hls::OriginState;
 
 pub async fn for_video(State(st): State<OriginState>, VideoId(id): VideoId, caller: Caller) -> Response {
     match st.served(id).await {
-        Ok(v) if v.visibility == Visibility::Private && !caller.may_act_on(v.owner) => return hidden("video", "video-not-found").into_response(),
+        Ok(v) if !caller.may_see(v.owner, v.visibility) => return hidden("video", "video-not-found").into_response(),
         Ok(_) => {}
         Err(res) if res.status() == StatusCode::NOT_FOUND => return hidden("video", "video-not-found").into_response(),
         Err(res) => return res,

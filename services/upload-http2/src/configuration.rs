@@ -55,10 +55,7 @@ impl Settings {
             events: WatchSettings::from_env(env),
             rate_limits: RateLimitSettings::from_env(env, &[Action::UploadCreate]),
             auth: AuthSettings::from_env(env),
-            bootstrap: {
-                let dev = env.is_dev();
-                BootstrapSettings::from_env(env, dev)
-            },
+            bootstrap: BootstrapSettings::from_env(env),
         }
     }
 }

@@ -17,7 +17,8 @@ pub struct BootstrapSettings {
 }
 
 impl BootstrapSettings {
-    pub fn from_env(env: &mut Env, dev: bool) -> Self {
+    pub fn from_env(env: &mut Env) -> Self {
+        let dev = env.is_dev();
         let key: Option<Secret> = env.maybe("ADMIN_API_KEY", "the first admin API key (vpk_ + 43 base64url characters); stored hashed at start");
         let file: Option<std::path::PathBuf> = env.maybe("ADMIN_API_KEY_FILE", "a file holding the first admin API key, instead of ADMIN_API_KEY");
         if key.is_none() && file.is_none() && !dev {

@@ -151,6 +151,13 @@ impl Caller {
     pub fn may_act_on(&self, owner: Option<uuid::Uuid>) -> bool {
         self.0.as_ref().is_some_and(|p| p.may_act_on(owner))
     }
+
+    /// Whether this caller may see a video: its owner and admins always,
+    /// anyone a public or unlisted one (unlisted: "whoever has the link").
+    /// The one rule every service answers "404 or not" with.
+    pub fn may_see(&self, owner: Option<uuid::Uuid>, visibility: crate::videos::Visibility) -> bool {
+        visibility != crate::videos::Visibility::Private || self.may_act_on(owner)
+    }
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for Caller {

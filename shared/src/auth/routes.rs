@@ -7,7 +7,7 @@
 //! - `DELETE /api/v1/keys/{key_id}`: revokes; on this replica at once, on
 //!   the others within `AUTH_CACHE_TTL`.
 
-use axum::extract::{Path, State};
+use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get};
@@ -29,9 +29,15 @@ struct NewKey {
 }
 
 const MAX_LABEL: usize = 200;
+const BODY_LIMIT: usize = 16 << 10;
 
 pub fn router(auth: Authenticator) -> Router {
-    Router::new().route("/api/v1/keys", get(list).post(create)).route("/api/v1/keys/{key_id}", delete(revoke)).with_state(auth)
+    // A key request is a few hundred bytes: the body is bounded well below
+    // axum's 2 MB default, which an anonymous caller could otherwise make us buffer.
+    Router::new()
+        .route("/api/v1/keys", get(list).post(create).layer(DefaultBodyLimit::max(BODY_LIMIT)))
+        .route("/api/v1/keys/{key_id}", delete(revoke))
+        .with_state(auth)
 }
 
 fn invalid(detail: impl Into<String>) -> Response {

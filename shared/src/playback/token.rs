@@ -7,7 +7,8 @@
 //! by id: the first signing key signs, every listed key verifies.
 //!
 //! An edge sees the same token on every segment of a view, so a verified
-//! token is remembered (bounded, until shortly before it expires) and a
+//! token is remembered (bounded; dropped after ten idle minutes, and its expiry
+//! checked on every use) and a
 //! cache hit costs one hash lookup, not a signature check.
 
 use std::collections::HashMap;
@@ -175,38 +176,52 @@ impl Verifier {
     /// Checks `token` for `video` now.
     pub fn verify(&self, token: Option<&str>, video: Uuid) -> Result<PlaybackToken, Refusal> {
         let token = token.filter(|t| !t.is_empty()).ok_or(Refusal::Missing)?;
-        let t = match self.verified.get(token) {
-            Some(t) => t,
+        match self.verified.get(token) {
+            Some(t) => check_claims(t, video),
             None => {
-                let t = self.check_signature(token)?;
+                // What the token claims is checked before its signature: a
+                // token for another video or past its expiry costs no
+                // Ed25519 verification, whoever sends it.
+                let (claims, kid, signed, sig) = self.decode(token)?;
+                let t = check_claims(claims, video)?;
+                self.check_signature(kid, signed, sig)?;
                 self.verified.insert(token.to_owned(), t);
-                t
+                Ok(t)
             }
-        };
-        if t.video != video {
-            return Err(Refusal::OtherVideo);
         }
-        if t.expires <= now_secs() {
-            return Err(Refusal::Expired);
-        }
-        Ok(t)
     }
 
-    fn check_signature(&self, token: &str) -> Result<PlaybackToken, Refusal> {
+    /// What a token says, unverified, and its parts.
+    fn decode<'a>(&self, token: &'a str) -> Result<(PlaybackToken, &'a str, &'a str, &'a str), Refusal> {
         // Bounded before any decoding: a token is ~130 characters.
         if token.len() > 256 {
             return Err(Refusal::Malformed);
         }
         let (signed, sig) = token.rsplit_once('.').ok_or(Refusal::Malformed)?;
         let (kid, payload) = signed.split_once('.').ok_or(Refusal::Malformed)?;
-        let key = self.keys.get(kid).ok_or(Refusal::UnknownKey)?;
-        let sig: [u8; 64] = URL_SAFE_NO_PAD.decode(sig).ok().and_then(|b| b.try_into().ok()).ok_or(Refusal::Malformed)?;
+        if !self.keys.contains_key(kid) {
+            return Err(Refusal::UnknownKey);
+        }
         let payload: [u8; 24] = URL_SAFE_NO_PAD.decode(payload).ok().and_then(|b| b.try_into().ok()).ok_or(Refusal::Malformed)?;
-        key.verify(signed.as_bytes(), &Signature::from_bytes(&sig)).map_err(|_| Refusal::BadSignature)?;
         let video = Uuid::from_slice(&payload[..16]).map_err(|_| Refusal::Malformed)?;
         let expires = u64::from_be_bytes(payload[16..].try_into().expect("8 bytes"));
-        Ok(PlaybackToken { video, expires })
+        Ok((PlaybackToken { video, expires }, kid, signed, sig))
     }
+
+    fn check_signature(&self, kid: &str, signed: &str, sig: &str) -> Result<(), Refusal> {
+        let sig: [u8; 64] = URL_SAFE_NO_PAD.decode(sig).ok().and_then(|b| b.try_into().ok()).ok_or(Refusal::Malformed)?;
+        self.keys[kid].verify(signed.as_bytes(), &Signature::from_bytes(&sig)).map_err(|_| Refusal::BadSignature)
+    }
+}
+
+fn check_claims(t: PlaybackToken, video: Uuid) -> Result<PlaybackToken, Refusal> {
+    if t.video != video {
+        return Err(Refusal::OtherVideo);
+    }
+    if t.expires <= now_secs() {
+        return Err(Refusal::Expired);
+    }
+    Ok(t)
 }
 
 #[cfg(test)]

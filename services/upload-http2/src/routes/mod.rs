@@ -18,7 +18,7 @@ use shared::queue::Publisher;
 use shared::ratelimit::RateLimit;
 use shared::storage::Storage;
 use shared::auth::Caller;
-use shared::videos::{Video, Videos, Visibility};
+use shared::videos::{Video, Videos};
 use uuid::Uuid;
 
 use crate::configuration::UploadSettings;
@@ -62,7 +62,7 @@ impl UploadMetrics {
 /// the same 404 as a missing video, so ids cannot be probed.
 pub async fn visible_video(st: &AppState, caller: &Caller, id: Uuid) -> Result<Video, ApiError> {
     let video = st.videos.get(id).await?.ok_or(ApiError::VideoNotFound(id))?;
-    if caller.may_act_on(video.owner_id) || video.visibility != Visibility::Private {
+    if caller.may_see(video.owner_id, video.visibility) {
         Ok(video)
     } else {
         Err(ApiError::VideoNotFound(id))
@@ -87,7 +87,7 @@ pub fn router(state: AppState, uploads_limit: RateLimit) -> Router {
         // The body limit is ours (UPLOAD_MAX_BYTES, enforced while streaming);
         // axum's 2 MB default for buffered extractors must not apply here.
         .route("/api/v1/videos", post(create::create_video).layer(DefaultBodyLimit::disable()).layer(uploads_limit).get(list::list_videos))
-        .route("/api/v1/videos/{video_id}", get(get::get_video).delete(delete::delete_video).patch(update::update_video))
+        .route("/api/v1/videos/{video_id}", get(get::get_video).delete(delete::delete_video).patch(update::update_video).layer(DefaultBodyLimit::max(16 << 10)))
         .route("/api/v1/videos/{video_id}/events", get(events::video_events))
         .with_state(state)
 }
