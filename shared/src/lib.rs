@@ -41,6 +41,7 @@ pub mod error;
 pub mod extract;
 pub mod health;
 pub mod layout;
+pub mod linger;
 pub mod metrics;
 pub mod pace;
 pub mod playback;

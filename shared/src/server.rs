@@ -1,6 +1,7 @@
 //! The one HTTP server wrapper every service runs in: health and metrics
 //! routes, a span per request (child of the caller's `traceparent`), request
-//! metrics, 4xx/5xx logging, and graceful shutdown.
+//! metrics, 4xx/5xx logging, lingering reads of refused bodies (`linger`),
+//! and graceful shutdown.
 //!
 //! Serves HTTP/1.1 and HTTP/2 on the same port (h2c by prior knowledge), so
 //! NGINX and HAProxy can use either to reach a service.
@@ -54,6 +55,7 @@ pub fn with_operational_routes(app: Router, readiness: Readiness, metrics: Metri
             }),
         )
         .fallback(crate::error::not_found)
+        .layer(axum::middleware::from_fn(crate::linger::linger))
         .layer(axum::middleware::from_fn_with_state(metrics, observe))
 }
 
