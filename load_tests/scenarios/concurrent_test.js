@@ -1,0 +1,69 @@
+// Creators upload while viewers watch and the workers transcode: the
+// viewers' quality of experience under transcoding load. Uploads alternate
+// raw and tus, each checked (size, sha256, ready); viewers are the player
+// model on the seeded videos. Compare its player_* figures with a
+// streaming_test run of the same VIEWERS to see what transcoding costs viewers.
+
+import crypto from 'k6/crypto';
+import { check } from 'k6';
+import { Rate, Trend } from 'k6/metrics';
+import { ALT_BASE_URL, BASE_URL, PROFILE, envNumber, requireVideos } from '../lib/config.js';
+import { sampleLink, watch } from '../lib/player.js';
+import { tusUpload } from '../lib/tus.js';
+import { awaitReady, rawUpload } from '../lib/videos.js';
+import { summaryFor } from '../lib/summary.js';
+
+if (!__ENV.MEDIA_FILE) throw new Error('MEDIA_FILE is not set: the clip to upload (scripts/load makes one)');
+const media = open(__ENV.MEDIA_FILE, 'b');
+const sha256 = crypto.sha256(media, 'hex');
+const videos = requireVideos(1);
+const viewers = envNumber('VIEWERS', PROFILE === 'smoke' ? 3 : 30);
+const uploads = envNumber('UPLOADS', PROFILE === 'smoke' ? 2 : 12);
+const duration = PROFILE === 'smoke' ? '15s' : '3m';
+
+const uploadOk = new Rate('upload_ok');
+const uploadVerified = new Rate('upload_verified');
+const readySeconds = new Trend('upload_to_ready_seconds');
+
+export const options = {
+  scenarios: {
+    creators: { executor: 'shared-iterations', vus: Math.min(2, uploads), iterations: uploads, exec: 'create', maxDuration: '15m' },
+    viewers: { executor: 'constant-vus', vus: viewers, duration, exec: 'view' },
+  },
+  insecureSkipTLSVerify: true,
+  thresholds: {
+    upload_ok: ['rate==1'],
+    upload_verified: ['rate==1'],
+    player_request_failed: ['rate==0'],
+    // A run that played nothing must fail, not pass on empty metrics.
+    player_buffered_media_seconds: ['count>0'],
+    player_rebuffer_events: ['count==0'],
+    player_segment_ttfb_ms: [`p(99)<${envNumber('TTFB_P99_MS', PROFILE === 'smoke' ? 1000 : 200)}`],
+  },
+};
+
+export function create() {
+  const tus = __ITER % 2 === 1;
+  const base = __ITER % 4 < 2 ? BASE_URL : ALT_BASE_URL;
+  const kind = tus ? 'tus' : 'raw';
+  const r = tus
+    ? tusUpload(base, media, { filename: `k6-concurrent-${__VU}-${__ITER}.mp4`, filetype: 'video/mp4' }, 1 << 20, { kind }, false)
+    : rawUpload(base, media, `k6 concurrent ${__VU}-${__ITER}`, 'video/mp4', { kind });
+  uploadOk.add(r.ok, { kind });
+  if (!check(r, { [`${kind} upload accepted`]: (x) => x.ok })) {
+    console.error(`${kind} upload: ${r.error}`);
+    uploadVerified.add(false, { kind });
+    return;
+  }
+  const ready = awaitReady(base, r.video, media.byteLength, sha256, envNumber('READY_TIMEOUT_S', 180), { kind });
+  uploadVerified.add(ready.ok, { kind });
+  if (check(ready, { [`${kind} upload stored intact and ready`]: (x) => x.ok })) readySeconds.add(ready.readyMs / 1000, { kind });
+  else console.error(`${kind} video ${r.video}: ${ready.error}`);
+}
+
+export function view() {
+  const id = videos[Math.floor(Math.random() * videos.length)];
+  watch(`${BASE_URL}/hls/${id}/master.m3u8`, PROFILE === 'smoke' ? 10 : 60, sampleLink(), {});
+}
+
+export const handleSummary = summaryFor('concurrent_test');
