@@ -25,6 +25,7 @@ p.add_argument("--chunk-size", type=int, default=8 << 20)
 p.add_argument("--store", required=True, help="tuspy URL storage file (JSON)")
 p.add_argument("--title", default="tuspy upload")
 p.add_argument("--checksum", action="store_true", help="send Upload-Checksum (sha1) with every chunk")
+p.add_argument("--retries", type=int, default=3, help="tuspy's own retries of a failed chunk")
 args = p.parse_args()
 
 key = os.environ.get("API_KEY")
@@ -37,7 +38,7 @@ uploader = client.TusClient(args.endpoint, headers=headers).uploader(
     store_url=True,
     url_storage=storage,
     upload_checksum=args.checksum,
-    retries=3,
+    retries=args.retries,
     retry_delay=1,
 )
 try:
