@@ -72,6 +72,13 @@ async fn odd_sized_chunks_across_parts_and_tails_become_a_byte_exact_video_with_
         "tus-upload-complete",
     )
     .await;
+    // A client whose last 204 was lost asks again with nothing left to send
+    // (tuspy: HEAD, then PATCH the rest): it is told what it was told then.
+    let retried = app.patch(&path, body.len(), vec![]).await;
+    assert_eq!(retried.status(), 204);
+    assert_eq!(header(retried.headers(), "upload-offset"), body.len().to_string());
+    assert_eq!(header(retried.headers(), "link"), format!("</api/v1/videos/{id}>; rel=\"video\""));
+    assert_problem(app.patch(&path, body.len() - 1, vec![]).await, 403, "tus-upload-complete").await;
 
     let conn = app.world.backends.queue.connect().await.unwrap();
     let ch = conn.create_channel().await.unwrap();
