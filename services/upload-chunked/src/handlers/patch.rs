@@ -40,13 +40,13 @@ pub async fn patch(
     // Empty: Content-Length 0, or (HTTP/2 may send none) a body already at
     // its end. Not with Upload-Length: declaring a length is a change, refused as before.
     let empty = protocol::content_length(headers) == Some(0) || axum::body::HttpBody::is_end_stream(&body);
-    if empty && !headers.contains_key(names::UPLOAD_LENGTH) {
-        if let Some(done) = already_complete_at(st, me, id, offset).await? {
-            return Ok(done);
-        }
-    }
+    let empty = empty && !headers.contains_key(names::UPLOAD_LENGTH);
     let admission = admit(st, headers)?;
-    let (up, _) = write_at(st, admission, me, id, offset, headers, body).await?;
+    let (up, _) = match write_at(st, admission, me, id, offset, headers, body).await {
+        // Rare, so only then is the row read again.
+        Err(TusError::AlreadyComplete) => return settled_retry(st, me, id, offset, empty).await,
+        done => done?,
+    };
     let mut res = StatusCode::NO_CONTENT.into_response();
     res.headers_mut()
         .insert(names::UPLOAD_OFFSET, HeaderValue::from(up.offset));
@@ -54,22 +54,31 @@ pub async fn patch(
     Ok(res)
 }
 
-/// An empty PATCH at the end of an upload that is already complete is a
-/// client's retry after the answer to its last PATCH was lost (the bytes
-/// arrived, the 204 did not): answered as that PATCH was, 204 with the
-/// offset and the video's link, as tusd answers it. tuspy retries exactly
-/// so (HEAD, then a PATCH of what is left: nothing); refusing it with 403
-/// failed an upload that had succeeded (scripts/faults-net, connections cut
-/// every 2 s). None: not that case, the normal checks apply.
-async fn already_complete_at(st: &AppState, me: &Principal, id: Uuid, offset: u64) -> Result<Option<Response>, TusError> {
+/// PATCHes to an upload that is already complete, as retrying clients send
+/// them after a cut connection (tusd answers them the same way):
+/// - at another offset: 409, as tus requires for any offset mismatch, so the
+///   client asks HEAD and finds the upload done. A PATCH cut midway has its
+///   bytes committed after the cut, so a HEAD racing that commit can report
+///   the old offset; tus-js-client then PATCHed there and, answered 403,
+///   gave up on an upload that was stored whole (scripts/faults-net,
+///   connections cut every 2 s). It retries a 409.
+/// - empty, at the end: 204 with the offset and the video's link, what the
+///   lost answer to its last PATCH said. tuspy retries so (HEAD, then a
+///   PATCH of what is left: nothing) and failed the same way on a 403.
+/// Called when the write found the upload complete; a non-empty PATCH at
+/// the end is still 403.
+async fn settled_retry(st: &AppState, me: &Principal, id: Uuid, offset: u64, empty: bool) -> Result<Response, TusError> {
     let up = owned(st, me, id).await?;
-    if !up.completed || up.failure.is_some() || up.is_final() || up.length != Some(offset) {
-        return Ok(None);
+    if offset != up.offset {
+        return Err(TusError::OffsetMismatch { expected: up.offset, got: offset });
+    }
+    if !empty {
+        return Err(TusError::AlreadyComplete);
     }
     let mut res = StatusCode::NO_CONTENT.into_response();
     res.headers_mut().insert(names::UPLOAD_OFFSET, HeaderValue::from(up.offset));
     describe(&up, res.headers_mut());
-    Ok(Some(res))
+    Ok(res)
 }
 
 /// The request's write, as parsed from its headers before the lease is taken.
