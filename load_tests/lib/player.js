@@ -86,8 +86,11 @@ function steer(steering, available, tags) {
   return { pathway, ttl: Number(doc.TTL) || 300 };
 }
 
-// One view of `masterUrl` for at most `seconds` of wall time.
-export function watch(masterUrl, seconds, linkBps, baseTags) {
+// One view of `masterUrl` for at most `seconds` of wall time. `opts.steering`
+// false keeps the viewer on the master's first pathway (the distant-viewer
+// experiment pins each viewer to its path).
+export function watch(masterUrl, seconds, linkBps, baseTags, opts) {
+  const followSteering = !opts || opts.steering !== false;
   const tags = Object.assign({}, baseTags || {});
   const t0 = Date.now();
   const deadline = t0 + seconds * 1000;
@@ -139,7 +142,7 @@ export function watch(masterUrl, seconds, linkBps, baseTags) {
   };
 
   while (Date.now() < deadline && index < media.segments.length) {
-    if (master.steering && Date.now() >= nextSteer) {
+    if (followSteering && master.steering && Date.now() >= nextSteer) {
       const s = steer(master.steering, pathways, tags);
       nextSteer = Date.now() + s.ttl * 1000;
       if (s.pathway !== pathway) {

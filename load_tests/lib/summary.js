@@ -40,6 +40,10 @@ export function summaryFor(scenario) {
       kernel: __ENV.STAMP_KERNEL || 'unknown',
       finished_utc: new Date().toISOString(),
     };
+    // A worker pass with one intake mode consuming (scripts/load, full profile).
+    if (__ENV.WORKER_INTAKE) stamp.intake = __ENV.WORKER_INTAKE;
+    // The distant-viewer experiment's one-way delay (scripts/load distant).
+    if (__ENV.DISTANCE_MS) stamp.distance_ms = Number(__ENV.DISTANCE_MS);
     const report = { stamp, setup: data.setup_data || null, metrics: data.metrics, state: data.state };
     const text = textSummary(data, scenario);
     const out = { stdout: thresholdLines(data).join('\n') + '\n' };

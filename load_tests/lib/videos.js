@@ -23,7 +23,13 @@ export function awaitReady(base, id, size, sha256, timeoutS, tags) {
   const started = Date.now();
   let checked = false;
   while (Date.now() - started < timeoutS * 1000) {
-    const res = http.get(`${base}/api/v1/videos/${id}`, { headers: authHeaders(), tags: Object.assign({ step: 'poll' }, tags) });
+    const res = http.get(`${base}/api/v1/videos/${id}`, { headers: authHeaders(), tags: Object.assign({ step: 'poll' }, tags), timeout: '10s' });
+    // A poll that finds the API down (a restart under scripts/faults-infra)
+    // says nothing about the video: ask again. A 4xx is an answer.
+    if (res.status === 0 || res.status >= 500) {
+      sleep(1);
+      continue;
+    }
     if (res.status !== 200) return { ok: false, error: `GET video answered ${res.status}` };
     const v = res.json();
     if (!checked) {

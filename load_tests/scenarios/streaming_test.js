@@ -5,6 +5,8 @@
 //   steady  ramp to VIEWERS viewers and hold
 //   spike   from VIEWERS/10 to VIEWERS in 10 s, hold, drop
 //   soak    VIEWERS for SOAK_DURATION (default 30m)
+//   capacity  VIEWERS in 15 s, held for HOLD (default 45s): one step of
+//           scripts/capacity's search (STEERING=off for a target that has none)
 // Thresholds: no failed request after the player's retries, no rebuffering,
 // p99 segment TTFB under TTFB_P99_MS (200 ms; smoke allows 1000 ms, as CI
 // runs debug builds on two shared cores).
@@ -27,10 +29,12 @@ function stagesFor(profile) {
       return [{ duration: '30s', target: viewers }, { duration: '2m', target: viewers }, { duration: '10s', target: 0 }];
     case 'spike':
       return [{ duration: '20s', target: Math.max(1, Math.round(viewers / 10)) }, { duration: '10s', target: viewers }, { duration: '1m', target: viewers }, { duration: '10s', target: 0 }];
+    case 'capacity':
+      return [{ duration: '15s', target: viewers }, { duration: __ENV.HOLD || '45s', target: viewers }];
     case 'soak':
       return [{ duration: '1m', target: viewers }, { duration: __ENV.SOAK_DURATION || '30m', target: viewers }, { duration: '10s', target: 0 }];
     default:
-      throw new Error(`unknown profile ${profile}: smoke, steady, spike, soak or full`);
+      throw new Error(`unknown profile ${profile}: smoke, steady, spike, soak, capacity or full`);
   }
 }
 
@@ -39,6 +43,7 @@ export const options = {
     viewers: { executor: 'ramping-vus', startVUs: 0, stages: stagesFor(PROFILE), gracefulRampDown: '15s', exec: 'view' },
   },
   insecureSkipTLSVerify: true,
+  summaryTrendStats: ['avg', 'min', 'med', 'max', 'p(90)', 'p(95)', 'p(99)', 'count'],
   thresholds: {
     player_request_failed: ['rate==0'],
     // A run that played nothing must fail, not pass on empty metrics.
@@ -51,7 +56,7 @@ export const options = {
 
 export function view() {
   const id = videos[Math.floor(Math.random() * videos.length)];
-  watch(`${BASE_URL}/hls/${id}/master.m3u8`, viewSeconds, sampleLink(), {});
+  watch(`${BASE_URL}/hls/${id}/master.m3u8`, viewSeconds, sampleLink(), {}, { steering: __ENV.STEERING !== 'off' });
 }
 
 export const handleSummary = summaryFor('streaming_test');

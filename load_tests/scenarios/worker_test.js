@@ -39,7 +39,7 @@ export const options = {
       executor: 'constant-arrival-rate',
       rate: envNumber('UPLOAD_RATE', PROFILE === 'smoke' ? 6 : 20),
       timeUnit: '1m',
-      duration: PROFILE === 'smoke' ? '20s' : '5m',
+      duration: __ENV.DURATION || (PROFILE === 'smoke' ? '20s' : '5m'),
       preAllocatedVUs: 4,
       maxVUs: 20,
       exec: 'create',
