@@ -12,7 +12,7 @@ use std::path::Path;
 use anyhow::Context;
 use tokio::io::AsyncReadExt;
 
-use crate::isobmff;
+use media::isobmff;
 
 pub const PLAYLIST: &str = "iframes.m3u8";
 /// Enough of a segment's head to hold its `moof` (a few KiB even at 60 fps).

@@ -16,7 +16,7 @@
 //! - [`ladder`] — which rungs a source gets.
 //! - [`ffmpeg`] — the single-pass command and its progress.
 //! - [`package`] — measuring outputs; the master playlist.
-//! - [`iframes`], [`isobmff`] — I-frame playlists from the segments' boxes.
+//! - [`iframes`] — I-frame playlists from the segments' boxes (read by `media::isobmff`).
 //! - [`dash`] — the MPD over the same segments.
 //! - [`encrypt`] — HLS AES-128 for videos that are not public.
 //! - [`thumbnails`] — sprite sheets (tiled here) and their WebVTT track.
@@ -32,7 +32,6 @@ pub mod dash;
 pub mod encrypt;
 pub mod ffmpeg;
 pub mod iframes;
-pub mod isobmff;
 pub mod job;
 pub mod ladder;
 pub mod limits;
