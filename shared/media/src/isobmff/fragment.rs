@@ -1,5 +1,6 @@
 //! What the live packager needs from an encoder's fragmented MP4: the
-//! init segment's timescale (`moov/trak/mdia/mdhd`), and for each fragment
+//! init segment's timescale (`moov/trak/mdia/mdhd`) and sample defaults
+//! (`moov/mvex/trex`), and for each fragment
 //! (`moof` + `mdat`) its decode time, its duration and whether its first
 //! sample is a sync sample (a key frame: the part is INDEPENDENT, and a
 //! segment may start there).
@@ -26,6 +27,33 @@ pub struct Fragment {
     pub independent: bool,
 }
 
+/// What an init segment says about its first track's fragments.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct InitInfo {
+    /// Ticks per second.
+    pub timescale: u32,
+    /// trex's default sample duration and flags: the last word when neither
+    /// a fragment's trun nor its tfhd gives them.
+    pub default_duration: Option<u32>,
+    pub default_flags: Option<u32>,
+}
+
+/// Reads an init segment (`moov`): the first track's timescale and its trex defaults.
+pub fn init_info(init: &[u8]) -> anyhow::Result<InitInfo> {
+    let timescale = timescale(init)?;
+    let moov = find_top(init, 0, b"moov")?.context("init segment has no moov box")?;
+    let trex = match find_child(init, &moov, b"mvex")? {
+        Some(mvex) => find_child(init, &mvex, b"trex")?,
+        None => None,
+    };
+    let (default_duration, default_flags) = match trex {
+        // version/flags, track_ID, sample description index, then duration, size, flags.
+        Some(t) => (Some(t.u32(init, 12)?), Some(t.u32(init, 20)?)),
+        None => (None, None),
+    };
+    Ok(InitInfo { timescale, default_duration, default_flags })
+}
+
 /// The media timescale (ticks per second) of an init segment's first track.
 pub fn timescale(init: &[u8]) -> anyhow::Result<u32> {
     let moov = find_top(init, 0, b"moov")?.context("init segment has no moov box")?;
@@ -44,13 +72,20 @@ pub fn timescale(init: &[u8]) -> anyhow::Result<u32> {
     Ok(ts)
 }
 
-/// Reads the first `moof`/`traf` of `buf` (a whole `moof`; the `mdat` need not be there).
-pub fn fragment(buf: &[u8]) -> anyhow::Result<Fragment> {
+/// Reads the first `moof`/`traf` of `buf` (a whole `moof`; the `mdat` need
+/// not be there), with `init`'s defaults. A fragment whose data offsets are
+/// absolute (tfhd base-data-offset, from a muxer without
+/// `default_base_moof`) is refused: its `moof` + `mdat` would not stand
+/// alone as a part.
+pub fn fragment(buf: &[u8], init: &InitInfo) -> anyhow::Result<Fragment> {
     let (_, traf) = first_traf(buf, "fragment")?;
     let tfhd = find_child(buf, &traf, b"tfhd")?.context("traf has no tfhd")?;
     let tfdt = find_child(buf, &traf, b"tfdt")?.context("traf has no tfdt (decode time)")?;
     let trun = find_child(buf, &traf, b"trun")?.context("traf has no trun")?;
     let defaults = track_defaults(buf, &tfhd)?;
+    if tfhd.u32(buf, 0)? & 0x01 != 0 {
+        bail!("tfhd has an absolute base data offset: the fragment does not stand alone (write with default_base_moof)");
+    }
 
     let decode_time = if tfdt.u32(buf, 0)? >> 24 == 1 { tfdt.u64(buf, 4)? } else { tfdt.u32(buf, 4)? as u64 };
 
@@ -94,10 +129,10 @@ pub fn fragment(buf: &[u8]) -> anyhow::Result<Fragment> {
         }
     }
     if flags & 0x100 == 0 {
-        let d = defaults.duration.context("no sample duration in trun or tfhd")?;
+        let d = defaults.duration.or(init.default_duration).context("no sample duration in trun, tfhd or trex")?;
         duration = (d as u64).checked_mul(samples as u64).context("fragment duration overflows")?;
     }
-    let sync_flags = first_flags.or(sample0_flags).or(defaults.flags);
+    let sync_flags = first_flags.or(sample0_flags).or(defaults.flags).or(init.default_flags);
     // No flags anywhere: every sample is a sync sample (as for audio).
     let independent = sync_flags.is_none_or(|f| f & NON_SYNC == 0);
     Ok(Fragment { decode_time, duration, samples, independent })
@@ -140,6 +175,10 @@ mod tests {
         v.to_be_bytes()
     }
 
+    fn fragment_of(buf: &[u8]) -> anyhow::Result<Fragment> {
+        fragment(buf, &InitInfo { timescale: 90_000, ..InitInfo::default() })
+    }
+
     /// moof { traf { tfhd, tfdt(v1), trun } } + mdat, as ffmpeg writes video:
     /// per-sample durations and sizes, first-sample flags.
     fn video_fragment(decode_time: u64, durations: &[u32], first_flags: u32) -> Vec<u8> {
@@ -157,9 +196,9 @@ mod tests {
 
     #[test]
     fn a_video_fragment_s_time_duration_and_key_frame_are_read() {
-        let f = fragment(&video_fragment(90_000, &[3000, 3000, 3000], 0x0200_0000)).unwrap();
+        let f = fragment_of(&video_fragment(90_000, &[3000, 3000, 3000], 0x0200_0000)).unwrap();
         assert_eq!(f, Fragment { decode_time: 90_000, duration: 9000, samples: 3, independent: true });
-        let f = fragment(&video_fragment(0, &[3000], 0x0101_0000)).unwrap();
+        let f = fragment_of(&video_fragment(0, &[3000], 0x0101_0000)).unwrap();
         assert!(!f.independent, "a non-sync first sample");
     }
 
@@ -170,7 +209,7 @@ mod tests {
         let tfdt = full(b"tfdt", 0, 0, &[&be(48_000)]);
         let trun = full(b"trun", 0, 0x200, &[&be(4), &be(10), &be(10), &be(10), &be(10)]);
         let moof = bx(b"moof", &bx(b"traf", &[tfhd, tfdt, trun].concat()));
-        assert_eq!(fragment(&moof).unwrap(), Fragment { decode_time: 48_000, duration: 4096, samples: 4, independent: false });
+        assert_eq!(fragment_of(&moof).unwrap(), Fragment { decode_time: 48_000, duration: 4096, samples: 4, independent: false });
     }
 
     #[test]
@@ -186,17 +225,17 @@ mod tests {
 
     #[test]
     fn broken_fragments_are_errors() {
-        assert!(fragment(b"").is_err());
+        assert!(fragment_of(b"").is_err());
         let good = video_fragment(0, &[3000, 3000], 0);
         for cut in [8, 20, 40, 60] {
-            assert!(fragment(&good[..cut]).is_err(), "cut at {cut}");
+            assert!(fragment_of(&good[..cut]).is_err(), "cut at {cut}");
         }
         // A sample count far beyond the box: refused, not read past it.
         let tfhd = full(b"tfhd", 0, 0, &[&be(1)]);
         let tfdt = full(b"tfdt", 0, 0, &[&be(0)]);
         let trun = full(b"trun", 0, 0x100, &[&be(u32::MAX), &be(5)]);
         let moof = bx(b"moof", &bx(b"traf", &[tfhd, tfdt, trun].concat()));
-        assert!(fragment(&moof).is_err());
+        assert!(fragment_of(&moof).is_err());
     }
 
     /// Mutated fragments never panic (bounded: 20 000 cases).
@@ -223,8 +262,33 @@ mod tests {
                     _ => m.insert(at, next() as u8),
                 }
             }
-            let r = std::panic::catch_unwind(|| fragment(&m));
+            let r = std::panic::catch_unwind(|| fragment_of(&m));
             assert!(r.is_ok(), "case {case} panicked on {m:02x?}");
         }
+    }
+
+    #[test]
+    fn trex_defaults_apply_when_the_fragment_gives_none_and_absolute_offsets_are_refused() {
+        let tfhd = full(b"tfhd", 0, 0, &[&be(1)]);
+        let tfdt = full(b"tfdt", 0, 0, &[&be(0)]);
+        let trun = full(b"trun", 0, 0x200, &[&be(2), &be(10), &be(10)]);
+        let moof = bx(b"moof", &bx(b"traf", &[tfhd, tfdt, trun].concat()));
+        let init = InitInfo { timescale: 90_000, default_duration: Some(3000), default_flags: Some(NON_SYNC) };
+        assert_eq!(fragment(&moof, &init).unwrap(), Fragment { decode_time: 0, duration: 6000, samples: 2, independent: false });
+        assert!(fragment_of(&moof).unwrap_err().to_string().contains("trex"));
+
+        let tfhd = full(b"tfhd", 0, 0x01 | 0x08, &[&be(1), &0u64.to_be_bytes(), &be(3000)]);
+        let trun = full(b"trun", 0, 0x200, &[&be(1), &be(10)]);
+        let moof = bx(b"moof", &bx(b"traf", &[tfhd, full(b"tfdt", 0, 0, &[&be(0)]), trun].concat()));
+        assert!(fragment_of(&moof).unwrap_err().to_string().contains("absolute base data offset"));
+    }
+
+    #[test]
+    fn init_info_reads_the_trex_defaults() {
+        let mdhd = full(b"mdhd", 0, 0, &[&be(0), &be(0), &be(15_360), &be(0), &[0; 4]]);
+        let trex = full(b"trex", 0, 0, &[&be(1), &be(1), &be(512), &be(0), &be(NON_SYNC)]);
+        let moov = bx(b"moov", &[bx(b"trak", &bx(b"mdia", &mdhd)), bx(b"mvex", &trex)].concat());
+        let info = init_info(&[bx(b"ftyp", b"iso6"), moov].concat()).unwrap();
+        assert_eq!(info, InitInfo { timescale: 15_360, default_duration: Some(512), default_flags: Some(NON_SYNC) });
     }
 }

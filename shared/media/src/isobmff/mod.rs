@@ -21,7 +21,7 @@ pub mod fragment;
 pub mod sample;
 pub mod split;
 
-pub use fragment::{fragment, timescale, Fragment};
+pub use fragment::{fragment, init_info, timescale, Fragment, InitInfo};
 pub use sample::{first_sample, FirstSample};
 pub use split::Splitter;
 

@@ -7,21 +7,25 @@
 //! new fragment at every key frame); this decides which of them begin a
 //! segment, through [`Timeline::push`]. Program date-times come from the
 //! ingest clock: the wall time the caller gives with the first fragment,
-//! advanced by media time after it, so the clock of the packaging machine
-//! never makes parts jitter.
+//! less that fragment's duration (it was captured that long before it was
+//! complete), advanced by media time after it, so the clock of the
+//! packaging machine never makes parts jitter.
+//!
+//! A restarted encoder (the caller's [`Packager::restart`], or a new init
+//! segment in the stream) is a discontinuity with a new init generation.
 
 use std::time::{Duration, SystemTime};
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 
 use super::timeline::{Part, Shape, Timeline};
-use crate::isobmff::{fragment, split::TopBox, timescale, Fragment, Splitter};
+use crate::isobmff::{fragment, init_info, split::TopBox, Fragment, InitInfo, Splitter};
 
 /// What the packager produced from the bytes fed to it, in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Output {
-    /// The init segment (`ftyp` + `moov`): again after an encoder restart.
-    Init(Vec<u8>),
+    /// The init segment (`ftyp` + `moov`), `init-{generation}.mp4`: again after an encoder restart.
+    Init { generation: u32, bytes: Vec<u8> },
     Part { msn: u64, index: u32, independent: bool, bytes: Vec<u8> },
     /// A segment the timeline closed: its parts' bytes.
     Segment { msn: u64, bytes: Vec<u8> },
@@ -31,10 +35,11 @@ pub enum Output {
 #[derive(Debug)]
 pub struct Packager {
     splitter: Splitter,
+    max_box: usize,
     timeline: Timeline,
     /// `ftyp` waiting for its `moov`.
     ftyp: Option<Vec<u8>>,
-    timescale: Option<u32>,
+    init: Option<InitInfo>,
     moof: Option<(Vec<u8>, Fragment)>,
     /// Decode time and wall time of the first fragment since the last init.
     anchor: Option<(u64, SystemTime)>,
@@ -45,7 +50,7 @@ pub struct Packager {
 impl Packager {
     /// `max_box`: the largest box accepted from the encoder (memory bound).
     pub fn new(shape: Shape, max_box: usize) -> Self {
-        Self { splitter: Splitter::new(max_box), timeline: Timeline::new(shape), ftyp: None, timescale: None, moof: None, anchor: None, segment: None }
+        Self { splitter: Splitter::new(max_box), max_box, timeline: Timeline::new(shape), ftyp: None, init: None, moof: None, anchor: None, segment: None }
     }
 
     pub fn timeline(&self) -> &Timeline {
@@ -64,6 +69,22 @@ impl Packager {
         Ok(out)
     }
 
+    /// The encoder died and a new one will write from its own start: what the
+    /// old one left half-written is dropped, the open segment closes, and the
+    /// new one's media follows a discontinuity. Returns what closed.
+    pub fn restart(&mut self) -> Vec<Output> {
+        self.splitter = Splitter::new(self.max_box);
+        self.ftyp = None;
+        self.moof = None;
+        let mut out = Vec::new();
+        if self.init.take().is_some() {
+            self.close_segment(&mut out);
+            self.timeline.restart_media();
+            self.anchor = None;
+        }
+        out
+    }
+
     /// The encoder stopped for good: the open segment closes and the playlist ends.
     pub fn finish(&mut self) -> Vec<Output> {
         self.timeline.end();
@@ -75,21 +96,19 @@ impl Packager {
             b"ftyp" => self.ftyp = Some(b.bytes),
             b"moov" => {
                 let ftyp = self.ftyp.take().context("a moov without an ftyp before it")?;
-                let ts = timescale(&b.bytes)?;
-                if self.timescale.is_some() {
+                let info = init_info(&b.bytes)?;
+                if self.init.is_some() {
                     // A restarted encoder: its media does not continue the old one's.
                     self.close_segment(out);
-                    self.timeline.discontinue();
+                    self.timeline.restart_media();
                     self.anchor = None;
                 }
-                self.timescale = Some(ts);
-                out.push(Output::Init([ftyp, b.bytes].concat()));
+                self.init = Some(info);
+                out.push(Output::Init { generation: self.timeline.generation(), bytes: [ftyp, b.bytes].concat() });
             }
             b"moof" => {
-                if self.timescale.is_none() {
-                    bail!("a fragment before the init segment");
-                }
-                let f = fragment(&b.bytes)?;
+                let init = self.init.as_ref().context("a fragment before the init segment")?;
+                let f = fragment(&b.bytes, init)?;
                 self.moof = Some((b.bytes, f));
             }
             b"mdat" => {
@@ -103,9 +122,10 @@ impl Packager {
     }
 
     fn part(&mut self, bytes: Vec<u8>, f: Fragment, now: SystemTime, out: &mut Vec<Output>) -> anyhow::Result<()> {
-        let ts = self.timescale.expect("checked at the moof") as u128;
+        let ts = self.init.as_ref().expect("checked at the moof").timescale as u128;
         let ticks = |t: u64| Duration::from_nanos(u64::try_from(t as u128 * 1_000_000_000 / ts).unwrap_or(u64::MAX));
-        let (dt0, wall0) = *self.anchor.get_or_insert((f.decode_time, now));
+        // The first fragment's first frame was captured a fragment's duration before it was complete.
+        let (dt0, wall0) = *self.anchor.get_or_insert((f.decode_time, now.checked_sub(ticks(f.duration)).unwrap_or(now)));
         let at = wall0 + ticks(f.decode_time.saturating_sub(dt0));
         let (msn, index) = self.timeline.push(Part { duration: ticks(f.duration), independent: f.independent }, at)?;
         if self.segment.as_ref().is_some_and(|(open, _)| *open != msn) {
@@ -164,7 +184,7 @@ mod tests {
         let mut p = Packager::new(shape(), 1 << 20);
         let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
         let out = p.feed(&stream(), t0).unwrap();
-        assert!(matches!(&out[0], Output::Init(b) if b.starts_with(&bx(b"ftyp", b"iso6"))));
+        assert!(matches!(&out[0], Output::Init { generation: 0, bytes } if bytes.starts_with(&bx(b"ftyp", b"iso6"))));
         let parts: Vec<(u64, u32, bool)> = out.iter().filter_map(|o| match o {
             Output::Part { msn, index, independent, .. } => Some((*msn, *index, *independent)),
             _ => None,
@@ -176,9 +196,10 @@ mod tests {
         let seg0 = out.iter().find_map(|o| if let Output::Segment { msn: 0, bytes } = o { Some(bytes.clone()) } else { None }).unwrap();
         let parts0: Vec<u8> = out.iter().filter_map(|o| if let Output::Part { msn: 0, bytes, .. } = o { Some(bytes.clone()) } else { None }).flatten().collect();
         assert_eq!(seg0, parts0);
-        // Program date-times follow media time from the first fragment's wall time.
+        // Program date-times follow media time from the first fragment's capture (its arrival less its length).
         let pdts: Vec<SystemTime> = p.timeline().segments().map(|s| s.program_date_time).collect();
-        assert_eq!(pdts, [t0, t0 + Duration::from_secs(2)]);
+        let start = t0 - Duration::from_millis(500);
+        assert_eq!(pdts, [start, start + Duration::from_secs(2)]);
         assert_eq!(p.finish(), vec![Output::Segment { msn: 2, bytes: [frag(8 * 7680, 15, true), frag(9 * 7680, 15, false)].concat() }]);
         assert!(p.timeline().ended());
     }
@@ -203,9 +224,22 @@ mod tests {
         // The encoder restarts: a new init, media time from zero again.
         let out = p.feed(&[init(15_360), frag(0, 15, true)].concat(), SystemTime::UNIX_EPOCH).unwrap();
         assert!(matches!(out[0], Output::Segment { msn: 2, .. }), "the open segment closes first: {out:?}");
-        assert!(matches!(out[1], Output::Init(_)));
+        assert!(matches!(out[1], Output::Init { generation: 1, .. }));
         assert!(matches!(out[2], Output::Part { msn: 3, index: 0, .. }));
         assert!(p.timeline().open().unwrap().discontinuity);
+        assert_eq!(p.timeline().open().unwrap().init, 1);
+    }
+
+    #[test]
+    fn a_restart_drops_the_half_written_box_of_the_dead_encoder() {
+        let mut p = Packager::new(shape(), 1 << 20);
+        let s = stream();
+        p.feed(&s[..s.len() - 10], SystemTime::UNIX_EPOCH).unwrap(); // killed mid-mdat
+        let closed = p.restart();
+        assert!(matches!(closed[..], [Output::Segment { msn: 2, .. }]), "{closed:?}");
+        let out = p.feed(&[init(15_360), frag(0, 15, true)].concat(), SystemTime::UNIX_EPOCH).unwrap();
+        assert!(matches!(out[0], Output::Init { generation: 1, .. }), "{out:?}");
+        assert!(matches!(out[1], Output::Part { msn: 3, index: 0, .. }));
     }
 
     #[test]

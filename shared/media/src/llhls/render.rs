@@ -10,7 +10,7 @@
 use std::fmt::Write;
 use std::time::Duration;
 
-use super::names::{Object, INIT};
+use super::names::Object;
 use super::timeline::{Segment, Timeline};
 
 /// EXT-X-SKIP needs version 9; nothing here needs more (§8).
@@ -59,36 +59,42 @@ pub fn media_playlist(timeline: &Timeline, skip: bool, reports: &[RenditionRepor
     if timeline.discontinuity_sequence() > 0 {
         let _ = writeln!(w, "#EXT-X-DISCONTINUITY-SEQUENCE:{}", timeline.discontinuity_sequence());
     }
-    let _ = writeln!(w, "#EXT-X-MAP:URI=\"{INIT}\"");
 
     let closed: Vec<&Segment> = timeline.segments().collect();
     let open = timeline.open();
     // Offsets from the end of the playlist, to place the skip boundary and the parts' horizon.
     let total: Duration = closed.iter().map(|s| s.duration()).chain(open.map(Segment::duration)).sum();
-    let mut start = Duration::ZERO;
-    let mut skipped = 0;
     let parts_from = total.saturating_sub(Duration::from_secs(3 * target));
-    // A delta update only while the stream is live (§6.2.5.1: not with ENDLIST).
+    // A delta update only while the stream is live (§6.2.5.1: not with
+    // ENDLIST); it leaves out the segments that end farther than the skip
+    // boundary from the end.
     let skip_before = if skip && !timeline.ended() { total.saturating_sub(skip_until(timeline)) } else { Duration::ZERO };
+    let mut start = Duration::ZERO;
+    let mut listed: Vec<(&Segment, bool, bool)> = Vec::new(); // segment, with parts, complete
+    let mut skipped = 0;
     for seg in &closed {
         let end = start + seg.duration();
-        if end <= skip_before {
-            skipped += 1;
-            start = end;
-            continue;
-        }
-        if skipped > 0 {
-            let _ = writeln!(w, "#EXT-X-SKIP:SKIPPED-SEGMENTS={skipped}");
-            skipped = 0;
-        }
-        segment(w, seg, end > parts_from, true);
         start = end;
+        if end < skip_before {
+            skipped += 1;
+        } else {
+            listed.push((seg, end > parts_from, true));
+        }
     }
+    if let Some(seg) = open {
+        listed.push((seg, true, false));
+    }
+    // The init segment the first listed segment needs; a later one where it changes.
+    // (After the skip: it applies to the segments listed, not to those skipped.)
     if skipped > 0 {
         let _ = writeln!(w, "#EXT-X-SKIP:SKIPPED-SEGMENTS={skipped}");
     }
-    if let Some(seg) = open {
-        segment(w, seg, true, false);
+    let mut init = listed.first().map_or(timeline.generation(), |(s, _, _)| s.init);
+    let _ = writeln!(w, "#EXT-X-MAP:URI=\"{}\"", Object::Init { generation: init });
+    for (seg, with_parts, complete) in listed {
+        let map = (seg.init != init).then_some(seg.init);
+        init = seg.init;
+        segment(w, seg, map, with_parts, complete);
     }
     if timeline.ended() {
         let _ = writeln!(w, "#EXT-X-ENDLIST");
@@ -102,11 +108,15 @@ pub fn media_playlist(timeline: &Timeline, skip: bool, reports: &[RenditionRepor
     out
 }
 
-/// One segment: its tags before its first part (§4.4.4.9), its parts when
-/// they are recent, and its URI once it is complete.
-fn segment(w: &mut String, seg: &Segment, with_parts: bool, complete: bool) {
+/// One segment: its tags before its first part (§4.4.4.9: discontinuity,
+/// a new init segment, date-time), its parts when they are recent, and its
+/// URI once it is complete.
+fn segment(w: &mut String, seg: &Segment, map: Option<u32>, with_parts: bool, complete: bool) {
     if seg.discontinuity {
         let _ = writeln!(w, "#EXT-X-DISCONTINUITY");
+    }
+    if let Some(generation) = map {
+        let _ = writeln!(w, "#EXT-X-MAP:URI=\"{}\"", Object::Init { generation });
     }
     let _ = writeln!(w, "#EXT-X-PROGRAM-DATE-TIME:{}", humantime::format_rfc3339_millis(seg.program_date_time));
     if with_parts {
@@ -154,7 +164,7 @@ mod tests {
                 "#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,PART-HOLD-BACK=1.50000,CAN-SKIP-UNTIL=18.00000",
                 "#EXT-X-PART-INF:PART-TARGET=0.50000",
                 "#EXT-X-MEDIA-SEQUENCE:0",
-                "#EXT-X-MAP:URI=\"init.mp4\"",
+                "#EXT-X-MAP:URI=\"init-0.mp4\"",
                 "#EXT-X-PROGRAM-DATE-TIME:2027-01-15T08:00:00.000Z",
             ]
         );
@@ -192,7 +202,7 @@ mod tests {
         assert_eq!(lines(&delta, "#EXT-X-SKIP"), ["#EXT-X-SKIP:SKIPPED-SEGMENTS=11"]);
         assert_eq!(lines(&delta, "seg-").first().map(String::as_str), Some("seg-11.m4s"));
         assert!(delta.contains("#EXT-X-MEDIA-SEQUENCE:0\n"), "the media sequence still names the first segment, skipped or not");
-        assert!(delta.contains("#EXT-X-MAP:URI=\"init.mp4\""));
+        assert!(delta.contains("#EXT-X-MAP:URI=\"init-0.mp4\""));
         // The skipped segments' lines are the only difference.
         assert_eq!(full.lines().count() - delta.lines().count(), 11 * 3 - 1);
     }
@@ -214,12 +224,15 @@ mod tests {
     }
 
     #[test]
-    fn a_discontinuity_is_tagged_before_the_segment_s_first_part() {
+    fn a_restart_is_tagged_before_the_segment_s_first_part_with_its_init() {
         let mut t = timeline(5);
-        t.discontinue();
+        t.restart_media();
         t.push(Part { duration: Duration::from_millis(500), independent: true }, SystemTime::UNIX_EPOCH).unwrap();
         let p = media_playlist(&t, false, &[]);
         let at = p.find("#EXT-X-DISCONTINUITY\n").expect("tagged");
-        assert!(p[at..].starts_with("#EXT-X-DISCONTINUITY\n#EXT-X-PROGRAM-DATE-TIME:1970-01-01T00:00:00.000Z\n#EXT-X-PART:DURATION=0.50000,URI=\"part-2-0.m4s\""));
+        assert!(p[at..].starts_with(
+            "#EXT-X-DISCONTINUITY\n#EXT-X-MAP:URI=\"init-1.mp4\"\n#EXT-X-PROGRAM-DATE-TIME:1970-01-01T00:00:00.000Z\n#EXT-X-PART:DURATION=0.50000,URI=\"part-2-0.m4s\""
+        ));
+        assert!(p.contains("#EXT-X-MAP:URI=\"init-0.mp4\"\n"), "the segments before still name theirs");
     }
 }

@@ -67,6 +67,8 @@ pub struct Segment {
     pub program_date_time: SystemTime,
     /// Media before it does not continue into it (a reconnected publisher, a restarted encoder).
     pub discontinuity: bool,
+    /// The generation of the init segment it needs (`init-{generation}.mp4`).
+    pub init: u32,
     pub parts: Vec<Part>,
 }
 
@@ -90,8 +92,11 @@ pub enum Availability {
 /// A part the packager pushed that the timeline cannot take.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PushError {
-    /// Longer than PART-TARGET.
+    /// Longer than PART-TARGET, or of no length at all.
     PartTooLong { duration: Duration, part_target: Duration },
+    EmptyPart,
+    /// A part inside a segment, not its last, shorter than 85 % of PART-TARGET (§4.4.4.9).
+    PartTooShort { msn: u64, index: u32, duration: Duration },
     /// The first part of a segment must start with a key frame.
     NotIndependent { msn: u64 },
     /// The open segment would outgrow EXT-X-TARGETDURATION: the encoder's key frames are too far apart.
@@ -102,6 +107,8 @@ impl fmt::Display for PushError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::PartTooLong { duration, part_target } => write!(f, "a part of {duration:?} is longer than the part target {part_target:?}"),
+            Self::EmptyPart => write!(f, "a part of no duration"),
+            Self::PartTooShort { msn, index, duration } => write!(f, "part {index} of segment {msn} lasts {duration:?}, under 85 % of the part target, and is not the segment's last"),
             Self::NotIndependent { msn } => write!(f, "segment {msn} would start without a key frame"),
             Self::SegmentTooLong { msn, duration, target_duration } => {
                 write!(f, "segment {msn} would last {duration:?}, over the target duration of {target_duration} s (key frames too far apart)")
@@ -123,12 +130,14 @@ pub struct Timeline {
     discontinuity_sequence: u64,
     /// The next segment starts after a break.
     break_pending: bool,
+    /// The init segment generation new segments need.
+    generation: u32,
     ended: bool,
 }
 
 impl Timeline {
     pub fn new(shape: Shape) -> Self {
-        Self { shape, closed: VecDeque::new(), open: None, next_msn: 0, discontinuity_sequence: 0, break_pending: false, ended: false }
+        Self { shape, closed: VecDeque::new(), open: None, next_msn: 0, discontinuity_sequence: 0, break_pending: false, generation: 0, ended: false }
     }
 
     pub fn shape(&self) -> &Shape {
@@ -138,6 +147,9 @@ impl Timeline {
     /// Adds a part cut at `at` (the ingest clock's time of its first frame).
     /// Returns the (msn, part index) it got.
     pub fn push(&mut self, part: Part, at: SystemTime) -> Result<(u64, u32), PushError> {
+        if part.duration.is_zero() {
+            return Err(PushError::EmptyPart);
+        }
         if part.duration > self.shape.part_target {
             return Err(PushError::PartTooLong { duration: part.duration, part_target: self.shape.part_target });
         }
@@ -145,13 +157,20 @@ impl Timeline {
             None => true,
             Some(open) => part.independent && (open.duration() >= self.shape.segment_target || self.break_pending),
         };
+        // The part before this one turns out not to be its segment's last:
+        // it must have been at least 85 % of the target (independent parts excepted).
+        if let (false, Some(open)) = (cut, &self.open) {
+            if let Some(last) = open.parts.last().filter(|p| !p.independent && p.duration.as_secs_f64() < 0.85 * self.shape.part_target.as_secs_f64()) {
+                return Err(PushError::PartTooShort { msn: open.msn, index: open.parts.len() as u32 - 1, duration: last.duration });
+            }
+        }
         if cut {
             if !part.independent {
                 return Err(PushError::NotIndependent { msn: self.next_msn });
             }
             self.close();
             let discontinuity = std::mem::take(&mut self.break_pending) && (self.next_msn > 0);
-            self.open = Some(Segment { msn: self.next_msn, program_date_time: at, discontinuity, parts: Vec::new() });
+            self.open = Some(Segment { msn: self.next_msn, program_date_time: at, discontinuity, init: self.generation, parts: Vec::new() });
             self.next_msn += 1;
         }
         let open = self.open.as_mut().expect("a segment is open after a cut");
@@ -169,6 +188,19 @@ impl Timeline {
     pub fn discontinue(&mut self) {
         self.close();
         self.break_pending = true;
+    }
+
+    /// The encoder restarted with a new init segment: a discontinuity, and
+    /// the segments after it need the next init generation. Returns it.
+    pub fn restart_media(&mut self) -> u32 {
+        self.discontinue();
+        self.generation += 1;
+        self.generation
+    }
+
+    /// The init generation the next segment needs.
+    pub fn generation(&self) -> u32 {
+        self.generation
     }
 
     /// The stream is over: the open segment closes and the playlist ends (EXT-X-ENDLIST).
@@ -244,12 +276,14 @@ impl Timeline {
             .map(|s| (s.msn, s.parts.len() as u32 - 1))
     }
 
-    /// The part the next push will most likely be (EXT-X-PRELOAD-HINT):
-    /// the next of the open segment. (A key frame may start a new segment
-    /// instead; a player that asked for the hinted part then gets a 404 and
-    /// follows the next playlist, as the spec allows.)
+    /// The part the next push will most likely be (EXT-X-PRELOAD-HINT): the
+    /// first of the next segment once the open one has reached the target
+    /// (the encoder puts a key frame there), else the open one's next. (If
+    /// the encoder does otherwise, the hinted part never comes: a player
+    /// that asked gets a 404 and follows the next playlist, as §6.2.6 allows.)
     pub fn next_part(&self) -> (u64, u32) {
         match self.open() {
+            Some(s) if s.duration() >= self.shape.segment_target || self.break_pending => (self.next_msn, 0),
             Some(s) => (s.msn, s.parts.len() as u32),
             None => (self.next_msn, 0),
         }
@@ -289,7 +323,8 @@ impl Timeline {
                 } else {
                     (want.msn - msn).saturating_mul(per).saturating_add(part as u64).saturating_sub(idx as u64)
                 };
-                if ahead > self.shape.advance_part_limit() {
+                // "Exceeds the last part by the Advance Part Limit" (§6.2.5.2).
+                if ahead >= self.shape.advance_part_limit() {
                     Availability::TooFar
                 } else {
                     Availability::Wait
@@ -339,6 +374,7 @@ mod tests {
         let mut t = Timeline::new(shape());
         assert_eq!(t.push(part(500, false), SystemTime::UNIX_EPOCH), Err(PushError::NotIndependent { msn: 0 }));
         assert!(matches!(t.push(part(600, true), SystemTime::UNIX_EPOCH), Err(PushError::PartTooLong { .. })));
+        assert_eq!(t.push(part(0, true), SystemTime::UNIX_EPOCH), Err(PushError::EmptyPart));
         t.push(part(500, true), SystemTime::UNIX_EPOCH).unwrap();
         // No key frame for too long: the segment would outgrow the target duration.
         let mut refused = None;
@@ -400,8 +436,8 @@ mod tests {
         assert_eq!(t.availability(Want { msn: 3, part: None }), Availability::TooFar);
         // Parts: the limit is 3 / 0.5 s = 6 parts past the last (1, 0).
         assert_eq!(t.shape().advance_part_limit(), 6);
-        assert_eq!(t.availability(Want { msn: 1, part: Some(6) }), Availability::Wait);
-        assert_eq!(t.availability(Want { msn: 1, part: Some(7) }), Availability::TooFar);
+        assert_eq!(t.availability(Want { msn: 1, part: Some(5) }), Availability::Wait);
+        assert_eq!(t.availability(Want { msn: 1, part: Some(6) }), Availability::TooFar);
         assert_eq!(t.availability(Want { msn: 2, part: Some(3) }), Availability::TooFar);
         assert_eq!(t.availability(Want { msn: 1, part: Some(u32::MAX) }), Availability::TooFar);
     }
@@ -425,5 +461,44 @@ mod tests {
         assert_eq!(t.availability(Want { msn: 2, part: None }), Availability::TooFar);
         assert_eq!(t.next_part(), (0, 0));
         assert_eq!(t.media_sequence(), 0);
+    }
+
+    #[test]
+    fn a_short_part_is_refused_unless_it_was_its_segment_s_last() {
+        let mut t = Timeline::new(shape());
+        t.push(part(500, true), SystemTime::UNIX_EPOCH).unwrap();
+        t.push(part(300, false), SystemTime::UNIX_EPOCH).unwrap();
+        // Another part in the same segment: the 300 ms one was not the last.
+        assert!(matches!(t.push(part(500, false), SystemTime::UNIX_EPOCH), Err(PushError::PartTooShort { msn: 0, index: 1, .. })));
+        // Short and last is fine: the key frame after it starts a new segment.
+        let mut t = Timeline::new(shape());
+        for p in [part(500, true), part(500, false), part(500, true), part(500, false), part(300, false), part(500, true)] {
+            t.push(p, SystemTime::UNIX_EPOCH).unwrap_or_else(|e| panic!("{e}"));
+        }
+        // …and a short independent part may sit anywhere.
+        let mut t = Timeline::new(shape());
+        for p in [part(500, true), part(200, true), part(500, false)] {
+            t.push(p, SystemTime::UNIX_EPOCH).unwrap();
+        }
+    }
+
+    #[test]
+    fn the_hint_names_the_next_segment_once_the_open_one_is_full() {
+        let mut t = Timeline::new(shape());
+        feed(&mut t, 3);
+        assert_eq!(t.next_part(), (0, 3));
+        feed(&mut t, 1); // four parts: 2 s, the target
+        assert_eq!(t.next_part(), (1, 0));
+    }
+
+    #[test]
+    fn a_media_restart_is_a_discontinuity_with_the_next_init() {
+        let mut t = Timeline::new(shape());
+        feed(&mut t, 3);
+        assert_eq!(t.restart_media(), 1);
+        t.push(part(500, true), SystemTime::UNIX_EPOCH).unwrap();
+        let open = t.open().unwrap();
+        assert_eq!((open.msn, open.init, open.discontinuity), (1, 1, true));
+        assert_eq!(t.segments().next().unwrap().init, 0);
     }
 }
