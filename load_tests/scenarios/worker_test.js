@@ -6,7 +6,7 @@
 
 import crypto from 'k6/crypto';
 import { check } from 'k6';
-import { Gauge, Rate } from 'k6/metrics';
+import { Gauge, Rate, Trend } from 'k6/metrics';
 import { BASE_URL, PROFILE, envNumber } from '../lib/config.js';
 import { awaitReady, rawUpload } from '../lib/videos.js';
 import { pickupBetween, pickupHistograms } from '../lib/workers.js';
@@ -19,6 +19,8 @@ const media = open(__ENV.MEDIA_FILE, 'b');
 const sha256 = crypto.sha256(media, 'hex');
 
 const verified = new Rate('upload_verified');
+// Job latency as a creator sees it: upload acknowledged → ready (pickup, transcode, commit).
+const readySeconds = new Trend('upload_to_ready_seconds');
 const jobs = new Gauge('worker_jobs_picked');
 // One set per intake mode (k6 metrics are declared before the run).
 const gauges = Object.fromEntries(
@@ -60,6 +62,7 @@ export function create() {
   const r = rawUpload(BASE_URL, media, `k6 worker ${__VU}-${__ITER}`, 'video/mp4', {});
   const ready = r.ok ? awaitReady(BASE_URL, r.video, media.byteLength, sha256, envNumber('READY_TIMEOUT_S', 180), {}) : r;
   verified.add(ready.ok);
+  if (ready.ok) readySeconds.add(ready.readyMs / 1000);
   check(ready, { 'upload transcoded': (x) => x.ok }) || console.error(`worker_test upload: ${ready.error}`);
 }
 
