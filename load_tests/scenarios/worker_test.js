@@ -12,10 +12,11 @@ import { awaitReady, rawUpload } from '../lib/videos.js';
 import { pickupBetween, pickupHistograms } from '../lib/workers.js';
 import { summaryFor } from '../lib/summary.js';
 
-if (!__ENV.MEDIA_FILE) throw new Error('MEDIA_FILE is not set: the clip to upload (scripts/load makes one)');
+const clip = __ENV.WORKER_MEDIA_FILE || __ENV.MEDIA_FILE;
+if (!clip) throw new Error('WORKER_MEDIA_FILE (or MEDIA_FILE) is not set: the clip to upload (scripts/load makes one)');
 const workers = (__ENV.WORKER_METRICS || '').split(',').filter(Boolean);
 if (workers.length === 0) throw new Error('WORKER_METRICS is not set: the workers whose transcode_job_wait_seconds is read');
-const media = open(__ENV.MEDIA_FILE, 'b');
+const media = open(clip, 'b');
 const sha256 = crypto.sha256(media, 'hex');
 
 const verified = new Rate('upload_verified');
@@ -39,9 +40,10 @@ export const options = {
   scenarios: {
     creators: {
       executor: 'constant-arrival-rate',
-      rate: envNumber('UPLOAD_RATE', PROFILE === 'smoke' ? 6 : 20),
+      // One upload every 5 s: a single worker finishes a short clip well before the next.
+      rate: envNumber('UPLOAD_RATE', PROFILE === 'smoke' ? 6 : 12),
       timeUnit: '1m',
-      duration: __ENV.DURATION || (PROFILE === 'smoke' ? '20s' : '5m'),
+      duration: __ENV.DURATION || (PROFILE === 'smoke' ? '20s' : '3m'),
       preAllocatedVUs: 4,
       maxVUs: 20,
       exec: 'create',
