@@ -35,8 +35,17 @@ def loopback(addr):
 
 
 async def pump(reader, writer, delay):
-    """Reads chunks from one side and writes each to the other `delay` s after it arrived."""
+    """Reads chunks from one side and writes each to the other `delay` s after
+    it arrived. Either half failing (a peer reset) ends both, so a dead
+    connection never leaves a reader filling a queue nobody drains."""
     queue = asyncio.Queue(QUEUE_CHUNKS)
+
+    async def receive():
+        while True:
+            data = await reader.read(CHUNK)
+            await queue.put((time.monotonic() + delay, data or None))
+            if not data:
+                return
 
     async def deliver():
         while True:
@@ -51,18 +60,19 @@ async def pump(reader, writer, delay):
             writer.write(data)
             await writer.drain()
 
-    sender = asyncio.create_task(deliver())
+    recv, send = asyncio.create_task(receive()), asyncio.create_task(deliver())
     try:
-        while True:
-            data = await reader.read(CHUNK)
-            await queue.put((time.monotonic() + delay, data or None))
-            if not data:
-                break
-        await sender
+        await asyncio.wait({recv, send}, return_when=asyncio.FIRST_EXCEPTION)
+        if recv.done() and not recv.cancelled() and recv.exception() is None:
+            await send  # the end of the stream is queued: let what is left go out
     except (ConnectionError, OSError):
         pass
     finally:
-        sender.cancel()
+        for t in (recv, send):
+            t.cancel()
+        for t in (recv, send):
+            if t.done() and not t.cancelled():
+                t.exception()  # retrieved: a reset peer is not an error worth a traceback
 
 
 async def relay(client_r, client_w, target, delay):

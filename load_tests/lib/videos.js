@@ -22,11 +22,13 @@ export function rawUpload(base, data, title, contentType, tags) {
 export function awaitReady(base, id, size, sha256, timeoutS, tags) {
   const started = Date.now();
   let checked = false;
+  let lastDown = null; // the last answer of a poll that found the API down
   while (Date.now() - started < timeoutS * 1000) {
     const res = http.get(`${base}/api/v1/videos/${id}`, { headers: authHeaders(), tags: Object.assign({ step: 'poll' }, tags), timeout: '10s' });
     // A poll that finds the API down (a restart under scripts/faults-infra)
     // says nothing about the video: ask again. A 4xx is an answer.
     if (res.status === 0 || res.status >= 500) {
+      lastDown = res.status === 0 ? `no answer (${res.error})` : `${res.status}`;
       sleep(1);
       continue;
     }
@@ -40,5 +42,5 @@ export function awaitReady(base, id, size, sha256, timeoutS, tags) {
     if (v.status === 'failed') return { ok: false, error: `transcode failed: ${v.error}` };
     sleep(0.5);
   }
-  return { ok: false, error: `not ready after ${timeoutS} s` };
+  return { ok: false, error: `not ready after ${timeoutS} s${lastDown ? `; the last poll that failed got ${lastDown}` : ''}` };
 }

@@ -33,7 +33,7 @@ const readySeconds = new Trend('upload_to_ready_seconds');
 
 const creators = faultRun
   ? // gracefulStop: an upload sent near the end is still awaited to ready, not cut off uncounted.
-    { executor: 'constant-arrival-rate', rate: envNumber('UPLOAD_RATE', 8), timeUnit: '1m', duration, preAllocatedVUs: 4, maxVUs: 16, exec: 'create', gracefulStop: '6m' }
+    { executor: 'constant-arrival-rate', rate: envNumber('UPLOAD_RATE', 8), timeUnit: '1m', duration, preAllocatedVUs: 8, maxVUs: 60, exec: 'create', gracefulStop: '6m' }
   : { executor: 'shared-iterations', vus: Math.min(2, uploads), iterations: uploads, exec: 'create', maxDuration: '15m' };
 const viewerThresholds = {
   player_request_failed: ['rate==0'],

@@ -42,6 +42,11 @@ export const options = {
     upload_verified: ['rate==1'],
     'upload_ok{kind:raw}': ['rate==1'],
     'upload_ok{kind:tus}': ['rate==1'],
+    // Each kind really uploaded (and k6 keeps these per-kind figures in the summary for the report).
+    'upload_mbps{kind:raw}': ['avg>0'],
+    'upload_mbps{kind:tus}': ['avg>0'],
+    'upload_to_ready_seconds{kind:raw}': [`max<${readyTimeout}`],
+    'upload_to_ready_seconds{kind:tus}': [`max<${readyTimeout}`],
     checks: ['rate==1'],
   },
 };

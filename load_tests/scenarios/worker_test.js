@@ -6,19 +6,22 @@
 
 import crypto from 'k6/crypto';
 import { check } from 'k6';
-import { Gauge, Rate } from 'k6/metrics';
+import { Gauge, Rate, Trend } from 'k6/metrics';
 import { BASE_URL, PROFILE, envNumber } from '../lib/config.js';
 import { awaitReady, rawUpload } from '../lib/videos.js';
 import { pickupBetween, pickupHistograms } from '../lib/workers.js';
 import { summaryFor } from '../lib/summary.js';
 
-if (!__ENV.MEDIA_FILE) throw new Error('MEDIA_FILE is not set: the clip to upload (scripts/load makes one)');
+const clip = __ENV.WORKER_MEDIA_FILE || __ENV.MEDIA_FILE;
+if (!clip) throw new Error('WORKER_MEDIA_FILE (or MEDIA_FILE) is not set: the clip to upload (scripts/load makes one)');
 const workers = (__ENV.WORKER_METRICS || '').split(',').filter(Boolean);
 if (workers.length === 0) throw new Error('WORKER_METRICS is not set: the workers whose transcode_job_wait_seconds is read');
-const media = open(__ENV.MEDIA_FILE, 'b');
+const media = open(clip, 'b');
 const sha256 = crypto.sha256(media, 'hex');
 
 const verified = new Rate('upload_verified');
+// Job latency as a creator sees it: upload acknowledged → ready (pickup, transcode, commit).
+const readySeconds = new Trend('upload_to_ready_seconds');
 const jobs = new Gauge('worker_jobs_picked');
 // One set per intake mode (k6 metrics are declared before the run).
 const gauges = Object.fromEntries(
@@ -37,9 +40,10 @@ export const options = {
   scenarios: {
     creators: {
       executor: 'constant-arrival-rate',
-      rate: envNumber('UPLOAD_RATE', PROFILE === 'smoke' ? 6 : 20),
+      // One upload every 5 s: a single worker finishes a short clip well before the next.
+      rate: envNumber('UPLOAD_RATE', PROFILE === 'smoke' ? 6 : 12),
       timeUnit: '1m',
-      duration: __ENV.DURATION || (PROFILE === 'smoke' ? '20s' : '5m'),
+      duration: __ENV.DURATION || (PROFILE === 'smoke' ? '20s' : '3m'),
       preAllocatedVUs: 4,
       maxVUs: 20,
       exec: 'create',
@@ -60,6 +64,7 @@ export function create() {
   const r = rawUpload(BASE_URL, media, `k6 worker ${__VU}-${__ITER}`, 'video/mp4', {});
   const ready = r.ok ? awaitReady(BASE_URL, r.video, media.byteLength, sha256, envNumber('READY_TIMEOUT_S', 180), {}) : r;
   verified.add(ready.ok);
+  if (ready.ok) readySeconds.add(ready.readyMs / 1000);
   check(ready, { 'upload transcoded': (x) => x.ok }) || console.error(`worker_test upload: ${ready.error}`);
 }
 

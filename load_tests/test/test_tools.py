@@ -103,6 +103,38 @@ class DelayRelay(unittest.TestCase):
         self.assertGreaterEqual(elapsed, 2 * delay_ms / 1000)
 
 
+    def test_a_reset_upstream_closes_the_client_side_too(self):
+        upstream_port, relay_port = free_port(), free_port()
+
+        async def scenario():
+            async def reset(r, w):
+                # SO_LINGER 0: close with a reset, as a crashed server's kernel does.
+                sock = w.get_extra_info("socket")
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+                w.transport.abort()
+            server = await asyncio.start_server(reset, "127.0.0.1", upstream_port)
+            proc = await asyncio.create_subprocess_exec(sys.executable, self.PROXY, "--listen", f"127.0.0.1:{relay_port}",
+                                                        "--target", f"127.0.0.1:{upstream_port}", "--delay-ms", "10",
+                                                        stderr=asyncio.subprocess.PIPE)
+            try:
+                await asyncio.wait_for(proc.stderr.readline(), 10)
+                r, w = await asyncio.open_connection("127.0.0.1", relay_port)
+                w.write(b"x" * 1024)
+                await w.drain()
+                try:
+                    got = await asyncio.wait_for(r.read(), 5)  # EOF, not a hang
+                except ConnectionResetError:
+                    got = b""
+                w.close()
+                return got
+            finally:
+                proc.terminate()
+                await proc.wait()
+                server.close()
+
+        self.assertEqual(asyncio.run(scenario()), b"")
+
+
 class ScriptArguments(unittest.TestCase):
     """Bad arguments stop the scripts with exit 2 and a message, before any load or fault."""
 
