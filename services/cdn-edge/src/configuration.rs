@@ -14,6 +14,8 @@ pub struct Settings {
     pub http: HttpSettings,
     pub telemetry: TelemetrySettings,
     pub origin_url: String,
+    /// The live origin (live-ingest) `/live/` is fetched from; None: not served.
+    pub live_origin_url: Option<String>,
     pub cache_bytes: ByteSize,
     pub disk_dir: Option<PathBuf>,
     pub disk_bytes: ByteSize,
@@ -38,6 +40,7 @@ impl Settings {
             http: HttpSettings::from_env(env, "0.0.0.0:8011"),
             telemetry: TelemetrySettings::from_env(env),
             origin_url: env.required("ORIGIN_URL", "base URL of the origin, or of a parent edge (tiered caching), e.g. http://127.0.0.1:8003"),
+            live_origin_url: env.maybe("LIVE_ORIGIN_URL", "base URL of the live origin (live-ingest) or of a parent edge, for /live/ (unset: /live/ is not served here)"),
             cache_bytes: env.optional("EDGE_CACHE_BYTES", "512MiB", "memory the object cache may hold"),
             disk_dir: env.maybe("EDGE_DISK_DIR", "folder of the disk tier (unset or empty: memory only)"),
             disk_bytes: env.optional("EDGE_DISK_BYTES", "10GiB", "bytes the disk tier may hold"),
@@ -59,6 +62,9 @@ impl Settings {
         };
         if !(s.origin_url.starts_with("http://") || s.origin_url.starts_with("https://")) {
             env.invalid(format!("ORIGIN_URL={:?} must start with http:// or https://", s.origin_url));
+        }
+        if s.live_origin_url.as_deref().is_some_and(|u| !(u.starts_with("http://") || u.starts_with("https://"))) {
+            env.invalid("LIVE_ORIGIN_URL must start with http:// or https://");
         }
         if s.max_object_bytes > s.cache_bytes {
             env.invalid("EDGE_MAX_OBJECT_BYTES must not exceed EDGE_CACHE_BYTES");

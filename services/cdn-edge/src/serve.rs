@@ -46,6 +46,8 @@ use crate::tiers::Tiers;
 pub struct EdgeState {
     pub tiers: Tiers,
     pub flights: Flights,
+    /// `/live/`'s origin (live-ingest), when this edge serves live streams.
+    pub live: Option<Flights>,
     pub region: HeaderValue,
     pub metrics: EdgeMetrics,
     pub heartbeats: Heartbeats,
@@ -103,17 +105,43 @@ pub async fn proxy(State(st): State<EdgeState>, ConnectInfo(peer): ConnectInfo<S
     if let Some(sid) = &sid {
         st.heartbeats.beat(sid);
     }
+    let live = uri.path().starts_with("/live/");
+    let flights = match (live, &st.live) {
+        (false, _) => &st.flights,
+        (true, Some(f)) => f,
+        (true, None) => {
+            let p = Problem::new(StatusCode::NOT_FOUND, "no-live", "Live not served here", "This edge has no live origin (LIVE_ORIGIN_URL).");
+            return st.finish(p.into_response(), Outcome::Pass, started);
+        }
+    };
     let (outcome, res) = if per_viewer(uri.path()) {
         // The origin limits and counts sessions per client: it must learn
         // who this one is even when a player reached this edge directly.
         let headers = forwarded_for(headers, peer);
         let viewer = Viewer { method: &method, headers: &headers, sid: sid.as_ref(), ticket: Ticket::of(&uri, &headers) };
-        (Outcome::Pass, st.pass(&uri, &viewer).await)
+        (Outcome::Pass, st.pass(flights, &uri, &viewer).await)
     } else {
         let viewer = Viewer { method: &method, headers: &headers, sid: sid.as_ref(), ticket: Ticket::of(&uri, &headers) };
-        st.lookup(uri.path(), &uri, &viewer).await
+        match live_key(&uri) {
+            Some(key) => st.lookup(flights, &key, &uri, &viewer).await,
+            // A live playlist query the origin will refuse: its answer, not cached.
+            None => (Outcome::Pass, st.pass(flights, &uri, &viewer).await),
+        }
     };
     st.finish(res, outcome, started)
+}
+
+/// The cache key: the path, and for a live media playlist its blocking
+/// and delta parameters in canonical form, so viewers waiting for the same
+/// (msn, part) share one flight and one upstream request. None: a
+/// playlist query that does not parse (passed through for the origin's 400).
+fn live_key(uri: &Uri) -> Option<String> {
+    let path = uri.path();
+    if !(path.starts_with("/live/") && path.ends_with(".m3u8")) {
+        return Some(path.to_owned());
+    }
+    let q = media::llhls::request::PlaylistQuery::parse(uri.query().unwrap_or("")).ok()?.canonical();
+    Some(if q.is_empty() { path.to_owned() } else { format!("{path}?{q}") })
 }
 
 /// `headers` with the peer appended to X-Forwarded-For, as NGINX's
@@ -128,7 +156,7 @@ fn forwarded_for(mut headers: HeaderMap, peer: SocketAddr) -> HeaderMap {
 }
 
 impl EdgeState {
-    async fn lookup(&self, key: &str, uri: &Uri, v: &Viewer<'_>) -> (Outcome, Response) {
+    async fn lookup(&self, flights: &Flights, key: &str, uri: &Uri, v: &Viewer<'_>) -> (Outcome, Response) {
         let stale = match self.tiers.get(key).await {
             Some(o) => {
                 // Checked before anything else, a background refresh included.
@@ -140,7 +168,7 @@ impl EdgeState {
                     Usable::Fresh => return (Outcome::Hit, from_object(&o, v, signed)),
                     Usable::StaleRevalidate => {
                         // Revalidate in the background; this viewer does not wait.
-                        self.flights.join(key, Some(o.clone()), v.ticket.token());
+                        flights.join(key, Some(o.clone()), v.ticket.token());
                         return (Outcome::Stale, from_object(&o, v, signed));
                     }
                     Usable::StaleIfError => Some((o, signed)),
@@ -149,10 +177,10 @@ impl EdgeState {
             }
             None => None,
         };
-        if self.flights.passes(key) {
-            return (Outcome::Pass, self.pass(uri, v).await);
+        if flights.passes(key) {
+            return (Outcome::Pass, self.pass(flights, uri, v).await);
         }
-        let (flight, started) = self.flights.join(key, stale.as_ref().map(|(o, _)| o.clone()), v.ticket.token());
+        let (flight, started) = flights.join(key, stale.as_ref().map(|(o, _)| o.clone()), v.ticket.token());
         let fetched = if started { Outcome::Miss } else { Outcome::Hit };
         let head = flight.head().await;
         match &*head {
@@ -167,11 +195,11 @@ impl EdgeState {
                 let p = Problem::new(StatusCode::BAD_GATEWAY, "origin-unreachable", "Origin unreachable", "The edge could not reach the origin and holds no copy of this object. Retry shortly.");
                 (Outcome::Miss, p.into_response())
             }
-            Head::TooLarge | Head::Spilled => (Outcome::Pass, self.pass(uri, v).await),
+            Head::TooLarge | Head::Spilled => (Outcome::Pass, self.pass(flights, uri, v).await),
             Head::Response { status, headers: h, len } => match self.gate.admit(h, &v.ticket) {
                 // The origin refused the token of the viewer who started this
                 // fetch; this viewer's own verified, so it asks for itself.
-                Ok(true) if *status == StatusCode::FORBIDDEN && !started => (Outcome::Pass, self.pass(uri, v).await),
+                Ok(true) if *status == StatusCode::FORBIDDEN && !started => (Outcome::Pass, self.pass(flights, uri, v).await),
                 Ok(signed) => (fetched, from_flight(flight, *status, h, *len, v, signed).await),
                 Err(refused) => (fetched, refused),
             },
@@ -179,9 +207,9 @@ impl EdgeState {
     }
 
     /// The viewer's request sent on as it is; the answer checked like any other.
-    async fn pass(&self, uri: &Uri, v: &Viewer<'_>) -> Response {
+    async fn pass(&self, flights: &Flights, uri: &Uri, v: &Viewer<'_>) -> Response {
         let pq = uri.path_and_query().map_or(uri.path(), |p| p.as_str());
-        match self.flights.origin().pass_through(pq, v.method, v.headers).await {
+        match flights.origin().pass_through(pq, v.method, v.headers).await {
             Ok(r) => match self.gate.admit(r.headers(), &v.ticket) {
                 Ok(_) => r,
                 Err(refused) => refused,

@@ -36,11 +36,14 @@ pub async fn build(settings: Settings) -> anyhow::Result<Server> {
         None => None,
     };
     let origin = Origin::new(&settings.origin_url, edge_metrics.origin_fetches.clone())?;
+    let live_origin = settings.live_origin_url.as_deref().map(|u| Origin::new(u, edge_metrics.origin_fetches.clone())).transpose()?;
     let redis = settings.redis.cache()?;
     let heartbeats = Heartbeats::new(Sessions::new(redis.clone(), settings.session_ttl.0), &settings.node);
     let tiers = Tiers { memory, disk, negative: Negative::new(settings.negative_ttl.0, settings.negative_bytes.0) };
     let budget = FlightBudget::new(settings.flight_bytes.0, edge_metrics.flight_bytes.clone(), edge_metrics.flight_spills.clone());
     let state = EdgeState {
+        // Live objects share the tiers and the byte budget; their keys start with /live/.
+        live: live_origin.map(|o| Flights::new(o, tiers.clone(), settings.max_object_bytes.0, budget.clone())),
         flights: Flights::new(origin, tiers.clone(), settings.max_object_bytes.0, budget),
         tiers: tiers.clone(),
         region: HeaderValue::from_str(&settings.region)?,
@@ -70,6 +73,7 @@ pub async fn build(settings: Settings) -> anyhow::Result<Server> {
     let router = Router::new()
         .route("/hls/{*path}", get(proxy))
         .route("/steering/{*path}", get(proxy))
+        .route("/live/{*path}", get(proxy))
         .route_layer(limits.layer(Action::EdgeObject))
         .with_state(state)
         // Limited before the token is checked: also a brake on guessing it.

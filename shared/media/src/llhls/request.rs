@@ -75,6 +75,24 @@ impl PlaylistQuery {
         };
         Ok(Self { want: msn.map(|msn| Want { msn, part }), skip })
     }
+
+    /// The request in one canonical form (`_HLS_msn=M&_HLS_part=P&_HLS_skip=YES`,
+    /// empty for a plain request): what a cache keys the playlist on, so
+    /// viewers blocked on the same part share one upstream request whatever
+    /// order or extra parameters their players send.
+    pub fn canonical(&self) -> String {
+        let mut q = Vec::new();
+        if let Some(w) = self.want {
+            q.push(format!("{MSN}={}", w.msn));
+            if let Some(p) = w.part {
+                q.push(format!("{PART}={p}"));
+            }
+        }
+        if self.skip {
+            q.push(format!("{SKIP}=YES"));
+        }
+        q.join("&")
+    }
 }
 
 fn number<T: std::str::FromStr>(key: &str, value: &str) -> Result<T, QueryError> {
@@ -106,6 +124,14 @@ mod tests {
         assert!(q.skip);
         assert_eq!(parse("_HLS_msn=5").unwrap().want, Some(Want { msn: 5, part: None }));
         assert!(parse("_HLS_skip=v2").unwrap().skip);
+    }
+
+    #[test]
+    fn the_canonical_form_ignores_order_and_other_parameters() {
+        let a = parse("_HLS_part=2&sid=x&_HLS_msn=273").unwrap().canonical();
+        assert_eq!(a, "_HLS_msn=273&_HLS_part=2");
+        assert_eq!(parse("_HLS_skip=v2&_HLS_msn=1").unwrap().canonical(), "_HLS_msn=1&_HLS_skip=YES");
+        assert_eq!(parse("token=t").unwrap().canonical(), "");
     }
 
     #[test]
