@@ -27,7 +27,7 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry,sharing=locked \
     --mount=type=cache,target=/app/target,sharing=locked \
     cargo build --release --locked --bins \
  && mkdir -p /out \
- && for bin in upload-http2 upload-chunked transcode-worker streaming cdn-edge; do \
+ && for bin in upload-http2 upload-chunked transcode-worker streaming cdn-edge live-ingest; do \
         cp "target/release/$bin" /out/; \
     done
 
@@ -70,16 +70,32 @@ COPY --from=build /out/cdn-edge /usr/local/bin/cdn-edge
 EXPOSE 8011
 ENTRYPOINT ["/usr/local/bin/cdn-edge"]
 
-# The worker runs ffmpeg/ffprobe; /var/lib/transcode is its WORK_DIR (scratch
-# space for sources and outputs) and belongs to the unprivileged user.
-FROM runtime AS transcode-worker
+# Services that run ffmpeg (the worker, live-ingest) share this base.
+FROM runtime AS media-runtime
 USER root
 RUN apt-get update \
  && apt-get install -y --no-install-recommends ffmpeg \
- && rm -rf /var/lib/apt/lists/* \
- && install -d -o app -g app -m 0750 /var/lib/transcode
+ && rm -rf /var/lib/apt/lists/*
+USER 10001:10001
+
+# The worker runs ffmpeg/ffprobe; /var/lib/transcode is its WORK_DIR (scratch
+# space for sources and outputs) and belongs to the unprivileged user.
+FROM media-runtime AS transcode-worker
+USER root
+RUN install -d -o app -g app -m 0750 /var/lib/transcode
 COPY --from=build /out/transcode-worker /usr/local/bin/transcode-worker
 USER 10001:10001
 # 8021 serves /health/* and /metrics only.
 EXPOSE 8021
 ENTRYPOINT ["/usr/local/bin/transcode-worker"]
+
+# Live: RTMP publishers on 1935, the LL-HLS origin and /api/v1/live on 8004.
+# It runs one ffmpeg per broadcast (the live ladder) and assembles replays in
+# /var/lib/live (WORK_DIR).
+FROM media-runtime AS live-ingest
+USER root
+RUN install -d -o app -g app -m 0750 /var/lib/live
+COPY --from=build /out/live-ingest /usr/local/bin/live-ingest
+USER 10001:10001
+EXPOSE 8004 1935
+ENTRYPOINT ["/usr/local/bin/live-ingest"]
