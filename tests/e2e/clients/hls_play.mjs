@@ -4,7 +4,7 @@
 // harness's (chromium_player.mjs, which also lists the lines every player
 // writes: ready, request, console, done).
 //
-//   node hls_play.mjs --url MASTER_M3U8_URL [--seconds N] [--max-buffer S] [--no-retry]
+//   node hls_play.mjs --url MASTER_M3U8_URL [--seconds N] [--max-buffer S] [--no-retry] [--low-latency]
 //
 // hls.js's own lines:
 //   manifest  levels [{height, bitrate, url, pathway}] of every pathway,
@@ -12,12 +12,16 @@
 //   steering  reason "manifest-loaded" (pathway still in use, priority,
 //             url as requested, manifest) or "switch" (pathway, from)
 //   level     level, height, bitrate, pathway, url       (LEVEL_SWITCHED)
-//   frag      type main|audio, url, host, level, sn, bytes, retries (FRAG_LOADED)
+//   frag      type main|audio, url, host, level, sn, part (index, or null for a
+//             whole segment), bytes, retries (FRAG_LOADED)
 //   loaded    kind manifest|level|audio-track, url, retries: each playlist
 //   error     fatal, type, details, url, status, message, action,
 //             retry_count (hls.js ERROR, or type mediaElementError from the
 //             <video> itself)
-//   time      t (currentTime), buffered_end, paused, ready_state: each second
+//   time      t (currentTime), buffered_end, paused, ready_state, and for a
+//             live stream latency_ms: now minus the PROGRAM-DATE-TIME at the
+//             playhead (glass-to-glass when the PDT is the ingest clock),
+//             and hls_latency (hls.js's own estimate, s): each second
 //   ended     t
 // and in "done": pathway, frags_by_host {host: n}, fatal_errors, errors,
 // retries: requests hls.js repeated, by its own counts — per URL, the
@@ -31,6 +35,8 @@
 // the first second, and a later pathway switch has no fragments left to move.
 // --no-retry sets every load policy's retries to 0, so a server error
 // reaches the player (and this report) instead of being retried away.
+// --low-latency plays a live stream as LL-HLS: parts, blocking playlist
+// reloads and preload hints (hls.js's lowLatencyMode, said explicitly).
 import { fileURLToPath } from 'node:url'
 import { emit, flag, hostOf, option, run } from './chromium_player.mjs'
 
@@ -38,8 +44,9 @@ const mediaUrl = option('url', null)
 const seconds = Number(option('seconds', 30))
 const maxBuffer = option('max-buffer', null) === null ? null : Number(option('max-buffer'))
 const noRetry = flag('no-retry')
+const lowLatency = flag('low-latency')
 if (!mediaUrl || !(seconds > 0) || (maxBuffer !== null && !(maxBuffer > 0))) {
-  console.error('usage: node hls_play.mjs --url MASTER_M3U8_URL [--seconds N] [--max-buffer S] [--no-retry]')
+  console.error('usage: node hls_play.mjs --url MASTER_M3U8_URL [--seconds N] [--max-buffer S] [--no-retry] [--low-latency]')
   process.exit(64)
 }
 
@@ -72,7 +79,7 @@ const totalRetries = () => [...retriesByUrl.values()].reduce((a, b) => a + b, 0)
 // Runs inside the page. Must be self-contained: Playwright sends its source.
 // Hls event payloads hold Fragment and Level objects with cycles, so only
 // plain fields are passed to report().
-function playerMain({ src, maxBuffer, noRetry }) {
+function playerMain({ src, maxBuffer, noRetry, lowLatency }) {
   const report = window.report
   const video = document.getElementById('video')
   const E = Hls.Events
@@ -93,7 +100,7 @@ function playerMain({ src, maxBuffer, noRetry }) {
       }
     }
   }
-  const hls = new Hls({ debug: false, ...bufferCap, ...retryOff })
+  const hls = new Hls({ debug: false, lowLatencyMode: lowLatency, ...bufferCap, ...retryOff })
   window.hls = hls
 
   let pathway = null
@@ -160,7 +167,9 @@ function playerMain({ src, maxBuffer, noRetry }) {
   })
   hls.on(E.FRAG_LOADED, (_, data) => {
     const f = data.frag
-    report({ event: 'frag', type: f.type, url: f.url, level: f.level, sn: f.sn, bytes: f.stats.loaded, retries: f.stats.retry || 0 })
+    const part = data.part ? data.part.index : null
+    const stats = data.part ? data.part.stats : f.stats
+    report({ event: 'frag', type: f.type, url: data.part ? data.part.url : f.url, level: f.level, sn: f.sn, part, bytes: stats.loaded, retries: stats.retry || 0 })
   })
   // Playlists: how many times each load was retried before it succeeded.
   for (const [event, kind] of [[E.MANIFEST_LOADED, 'manifest'], [E.LEVEL_LOADED, 'level'], [E.AUDIO_TRACK_LOADED, 'audio-track']]) {
@@ -196,6 +205,8 @@ function playerMain({ src, maxBuffer, noRetry }) {
       paused: video.paused,
       ready_state: video.readyState,
       pathway: currentPathway(),
+      latency_ms: hls.playingDate ? Date.now() - hls.playingDate.getTime() : null,
+      hls_latency: Number.isFinite(hls.latency) ? hls.latency : null,
     })
   }, 1000)
 
@@ -225,7 +236,7 @@ await run({
   seconds,
   probe,
   main: playerMain,
-  mainArg: { src: mediaUrl, maxBuffer, noRetry },
+  mainArg: { src: mediaUrl, maxBuffer, noRetry, lowLatency },
   onReport,
   summary: pageSummary,
   done: () => ({ frags_by_host: fragsByHost, fatal_errors: fatalErrors, errors, retries: totalRetries() }),

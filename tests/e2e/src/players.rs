@@ -57,10 +57,16 @@ impl Player {
 /// Every line the player wrote, up to and including "done"; panics on a
 /// harness failure or when the run overstays its bound.
 pub async fn play(player: Player, url: &str) -> Vec<Value> {
+    play_with(player, url, PLAY_SECONDS, &[]).await
+}
+
+/// [`play`] for `seconds`, with the script's own options (`--low-latency`).
+pub async fn play_with(player: Player, url: &str, seconds: u64, options: &[&str]) -> Vec<Value> {
     let mut child = tokio::process::Command::new("node")
         .arg(repo().join(player.script()))
-        .args(["--url", url, "--seconds", &PLAY_SECONDS.to_string()])
+        .args(["--url", url, "--seconds", &seconds.to_string()])
         .args(player.extra_args())
+        .args(options)
         .stdout(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
@@ -68,7 +74,7 @@ pub async fn play(player: Player, url: &str) -> Vec<Value> {
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let mut seen = Vec::new();
     // The script's own hard timeout is seconds + 30 s; this one is a backstop.
-    let bound = Duration::from_secs(PLAY_SECONDS + 60);
+    let bound = Duration::from_secs(seconds + 60);
     let read = async {
         while let Some(line) = lines.next_line().await.expect("player output") {
             let v: Value = serde_json::from_str(&line).unwrap_or(Value::Null);

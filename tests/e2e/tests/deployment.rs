@@ -8,10 +8,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-const SERVICES: [(&str, &str); 8] = [
+const SERVICES: [(&str, &str); 9] = [
     ("upload-http2", "upload-http2"),
     ("upload-chunked", "upload-chunked"),
     ("streaming", "streaming"),
+    ("live-ingest", "live-ingest"),
     ("cdn-edge-1", "cdn-edge"),
     ("cdn-edge-2", "cdn-edge"),
     ("cdn-edge-secondary", "cdn-edge"),
