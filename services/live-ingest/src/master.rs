@@ -14,10 +14,12 @@ use crate::rendition::Kind;
 
 const AUDIO_GROUP: &str = "aac";
 
-/// None until every rendition has its init segment (the codecs are read from it).
+/// None until every rendition has its init segment (the codecs are read
+/// from it) and a complete segment: a player given a media playlist with
+/// only the first parts of one finds "no segments" and gives up on it.
 pub fn master_playlist(b: &Broadcast, fps: u32) -> Option<String> {
     let renditions = b.renditions();
-    if renditions.is_empty() || renditions.iter().any(|r| !r.has_media()) {
+    if renditions.is_empty() || renditions.iter().any(|r| !r.has_media() || !r.has_segment()) {
         return None;
     }
     let audio = renditions.iter().find(|r| matches!(r.kind, Kind::Audio { .. }));

@@ -184,6 +184,10 @@ impl Rendition {
         Some(RenditionReport { uri: format!("../{}/{}", self.name, Object::Playlist), last_msn, last_part })
     }
 
+    pub fn has_segment(&self) -> bool {
+        self.lock().packager.timeline().last_segment().is_some()
+    }
+
     pub fn has_media(&self) -> bool {
         !self.lock().inits.is_empty()
     }

@@ -36,7 +36,9 @@
 // --no-retry sets every load policy's retries to 0, so a server error
 // reaches the player (and this report) instead of being retried away.
 // --low-latency plays a live stream as LL-HLS: parts, blocking playlist
-// reloads and preload hints (hls.js's lowLatencyMode, said explicitly).
+// reloads and preload hints (hls.js's lowLatencyMode, said explicitly), and
+// catches up with the live edge after a stall by playing up to 1.5x
+// (maxLiveSyncPlaybackRate; hls.js's default of 1 never catches up).
 import { fileURLToPath } from 'node:url'
 import { emit, flag, hostOf, option, run } from './chromium_player.mjs'
 
@@ -100,7 +102,8 @@ function playerMain({ src, maxBuffer, noRetry, lowLatency }) {
       }
     }
   }
-  const hls = new Hls({ debug: false, lowLatencyMode: lowLatency, ...bufferCap, ...retryOff })
+  const live = lowLatency ? { lowLatencyMode: true, maxLiveSyncPlaybackRate: 1.5 } : { lowLatencyMode: false }
+  const hls = new Hls({ debug: false, ...live, ...bufferCap, ...retryOff })
   window.hls = hls
 
   let pathway = null

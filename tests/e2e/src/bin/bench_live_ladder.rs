@@ -40,7 +40,7 @@ fn main() -> anyhow::Result<()> {
                 .map(|a| if a == "pipe:0" { source.to_string_lossy().into_owned() } else if a.starts_with("pipe:") { "/dev/null".into() } else { a })
                 .collect();
             let started = Instant::now();
-            let out = Command::new("/usr/bin/time").args(["-f", "%U %S %e", "ffmpeg", "-nostdin"]).args(&args).output()?;
+            let out = Command::new("/usr/bin/time").args(["-f", "%U %S %e", "ffmpeg", "-nostdin", "-y"]).args(&args).output()?;
             let wall = started.elapsed().as_secs_f64();
             anyhow::ensure!(out.status.success(), "ffmpeg failed: {}", String::from_utf8_lossy(&out.stderr));
             let times = String::from_utf8_lossy(&out.stderr);
