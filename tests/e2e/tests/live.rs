@@ -21,9 +21,13 @@ const PUBLISHED: u32 = 32;
 
 /// ffmpeg publishing a 720p30 test pattern with a tone, in real time, as an encoder would.
 fn publish(key: &str, secs: u32) -> Process {
+    publish_sized(key, secs, "1280x720")
+}
+
+fn publish_sized(key: &str, secs: u32, size: &str) -> Process {
     let child = Command::new("ffmpeg")
         .args(["-hide_banner", "-loglevel", "error", "-re"])
-        .args(["-f", "lavfi", "-i", &format!("testsrc2=size=1280x720:rate=30:duration={secs}")])
+        .args(["-f", "lavfi", "-i", &format!("testsrc2=size={size}:rate=30:duration={secs}")])
         .args(["-f", "lavfi", "-i", &format!("sine=frequency=440:sample_rate=48000:duration={secs}")])
         .args(["-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency", "-g", "30", "-pix_fmt", "yuv420p"])
         .args(["-c:a", "aac", "-b:a", "128k", "-f", "flv", &format!("{RTMP}/{key}")])
@@ -176,7 +180,8 @@ async fn a_published_stream_plays_as_ll_hls_through_the_edges_refuses_intruders_
     // next) keep playing.
     let restarts_before = scrape(INGEST_HTTP, "live_encoder_restarts_total").await.unwrap();
     let ingest_pid = std::fs::read_to_string(stack.stack_dir.join("pids/live-ingest.pid")).unwrap();
-    let killed = Command::new("pkill").args(["-KILL", "-P", ingest_pid.trim(), "-f", "pipe:3"]).status().unwrap();
+    // This stream's encoder: the one splitting into three rungs (the other tests publish one).
+    let killed = Command::new("pkill").args(["-KILL", "-P", ingest_pid.trim(), "-f", "split=3"]).status().unwrap();
     assert!(killed.success(), "no encoder ffmpeg under live-ingest to kill");
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
@@ -251,4 +256,60 @@ async fn the_live_api_refuses_bad_input_with_problems() {
     let r = stack.anonymous_client().unwrap().get(format!("{}/live/{}/master.m3u8", stack.nginx_http, uuid::Uuid::new_v4())).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
     assert_eq!(r.headers()["content-type"], "application/problem+json");
+}
+
+/// Waits for a publisher to finish; true if it exited cleanly.
+async fn finished(mut p: Process) -> bool {
+    tokio::task::spawn_blocking(move || p.0.wait().is_ok_and(|s| s.success())).await.unwrap()
+}
+
+#[tokio::test]
+async fn a_publisher_back_within_the_grace_period_continues_the_broadcast_after_a_discontinuity() {
+    let _panics = e2e::PanicWatch::start();
+    let stack = Stack::from_env();
+    let client = stack.client().unwrap();
+    let viewer = stack.anonymous_client().unwrap();
+    let created: Value = client.post(format!("{}/api/v1/live", stack.nginx_http)).json(&json!({"title": "e2e reconnect"})).send().await.unwrap().json().await.unwrap();
+    let (id, key) = (created["id"].as_str().unwrap().to_owned(), created["stream_key"].as_str().unwrap().to_owned());
+    let master_url = created["playback_url"].as_str().unwrap().to_owned();
+
+    // A small source (one rung and audio): this test is about the timeline, not the ladder.
+    assert!(finished(publish_sized(&key, 8, "640x360")).await, "the first publish failed");
+    let (status, master) = get_text(&viewer, &master_url).await;
+    assert_eq!(status, StatusCode::OK, "{master}");
+    let (variant, _) = variants(&master).remove(0);
+    let media_url = format!("{}{variant}", master_url.trim_end_matches("master.m3u8"));
+    let s: Value = client.get(format!("{}/api/v1/live/{id}", stack.nginx_http)).send().await.unwrap().json().await.unwrap();
+    assert_eq!(s["state"], "live", "away for less than the grace period: still live: {s}");
+    assert_eq!(s["on_air"]["publishing"], false);
+
+    // Back within the grace period (10 s on the stack): the same broadcast, the same URLs.
+    let second = publish_sized(&key, 8, "640x360");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (status, p) = get_text(&viewer, &media_url).await;
+        assert_eq!(status, StatusCode::OK, "the broadcast's playlist went away on reconnect: {p}");
+        if p.contains("#EXT-X-DISCONTINUITY") && p.contains("#EXT-X-MAP:URI=\"init-1.mp4\"") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no discontinuity after the publisher came back:\n{p}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    assert!(finished(second).await, "the second publish failed");
+
+    // Then gone for good: one replay of both publishes (two encoder generations).
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let replay = loop {
+        let s: Value = client.get(format!("{}/api/v1/live/{id}", stack.nginx_http)).send().await.unwrap().json().await.unwrap();
+        if s["state"] == "ended" {
+            break s["replay_video_id"].as_str().expect("a replay video").to_owned();
+        }
+        assert!(Instant::now() < deadline, "the broadcast did not end: {s}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    let video = wait_until_settled(&client, &stack.nginx_http, &replay, Duration::from_secs(300)).await.unwrap();
+    assert_eq!(video["status"], "ready", "{}", video["error"]);
+    let d = duration(&format!("{}/hls/{replay}/manifest.mpd", stack.nginx_http)).unwrap();
+    // Two publishes of 8 s; each loses at most its unfinished part at the end.
+    assert!((13.0..=18.0).contains(&d), "the replay of two 8 s publishes lasts {d} s");
 }
