@@ -54,8 +54,9 @@ export const options = {
   },
 };
 
-const PART = /^#EXT-X-PART:.*URI="(part-(\d+)-(\d+)\.m4s)"/;
-const HINT = /^#EXT-X-PRELOAD-HINT:TYPE=PART,URI="part-(\d+)-(\d+)\.m4s"/;
+// URIs may carry the viewer's session query (the edge tags them).
+const PART = /^#EXT-X-PART:.*URI="(part-(\d+)-(\d+)\.m4s)(\?[^"]*)?"/;
+const HINT = /^#EXT-X-PRELOAD-HINT:TYPE=PART,URI="part-(\d+)-(\d+)\.m4s(\?[^"]*)?"/;
 
 // The hinted (msn, part), and when the newest listed part ends on the ingest clock.
 export function parse(text) {
@@ -91,17 +92,20 @@ function get(url, tags) {
 export function watch() {
   const m = get(master, { kind: 'master' });
   if (m.status !== 200) return;
-  const variant = m.body.split('\n').find((l) => l && !l.startsWith('#'));
-  const base = master.replace(/[^/]*$/, '');
+  // The primary pathway's first variant; its session query rides on every request.
+  const [variant, session] = m.body.split('\n').find((l) => l && !l.startsWith('#')).split('?');
+  const base = master.replace(/[^/]*$/, '').replace(/\?.*$/, '');
   const media = base + variant;
   const dir = media.replace(/[^/]*$/, '');
-  let r = get(media, { kind: 'playlist' });
+  const q = session ? `?${session}` : '';
+  const and = session ? `?${session}&` : '?';
+  let r = get(media + q, { kind: 'playlist' });
   if (r.status !== 200) return;
   let p = parse(r.body);
   const until = Date.now() + viewSeconds * 1000;
   while (Date.now() < until && p.hint) {
     const want = p.hint;
-    r = get(`${media}?_HLS_msn=${want.msn}&_HLS_part=${want.part}`, { kind: 'blocking' });
+    r = get(`${media}${and}_HLS_msn=${want.msn}&_HLS_part=${want.part}`, { kind: 'blocking' });
     blockingWait.add(r.timings.duration);
     if (r.status !== 200) return;
     p = parse(r.body);
@@ -117,7 +121,7 @@ export function watch() {
       if (!later) missedParts.add(1);
       continue;
     }
-    const part = get(dir + name, { kind: 'part' });
+    const part = get(dir + name + q, { kind: 'part' });
     check(part, { 'part has bytes': (x) => x.body && x.body.length > 0 });
     partTtfb.add(part.timings.waiting);
     parts.add(1);

@@ -105,7 +105,9 @@ pub async fn proxy(State(st): State<EdgeState>, ConnectInfo(peer): ConnectInfo<S
     if let Some(sid) = &sid {
         st.heartbeats.beat(sid);
     }
-    let live = uri.path().starts_with("/live/");
+    // A live master is per viewer, like a video's: the streaming origin
+    // rewrites it (session, cap, steering); everything else under /live/ is live-ingest's.
+    let live = uri.path().starts_with("/live/") && !per_viewer(uri.path());
     let flights = match (live, &st.live) {
         (false, _) => &st.flights,
         (true, Some(f)) => f,

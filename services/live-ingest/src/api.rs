@@ -1,7 +1,9 @@
 //! `/api/v1/live`: creators create, list, read and delete their live
 //! streams with their API keys (admins see all). Creation returns the
 //! stream key once; reads add what is on air now (publishing or in the
-//! grace period, the ingest's measured bitrate and frame rate).
+//! grace period, the ingest's measured bitrate and frame rate), and reading
+//! one stream its live viewers (sessions the origin issued with its master
+//! and the edges keep alive).
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
@@ -30,7 +32,7 @@ fn internal(e: &anyhow::Error) -> Response {
     Problem::internal(e).into_response()
 }
 
-fn view(on_air: &OnAir, s: &LiveStream) -> Value {
+pub(crate) fn view(on_air: &OnAir, s: &LiveStream) -> Value {
     let settings = &on_air.settings;
     let b = on_air.by_stream(s.id);
     let on_air_now = b.map(|b| {
@@ -99,7 +101,7 @@ pub async fn list(State(on_air): State<OnAir>, caller: Caller) -> Response {
 }
 
 /// The stream if this caller may act on it; the same 404 otherwise.
-async fn visible(on_air: &OnAir, caller: &Caller, id: &str) -> Result<LiveStream, Response> {
+pub(crate) async fn visible(on_air: &OnAir, caller: &Caller, id: &str) -> Result<LiveStream, Response> {
     if let Err(d) = caller.require() {
         return Err(d.into_response());
     }
@@ -113,7 +115,19 @@ async fn visible(on_air: &OnAir, caller: &Caller, id: &str) -> Result<LiveStream
 
 pub async fn get(State(on_air): State<OnAir>, caller: Caller, Path(id): Path<String>) -> Response {
     match visible(&on_air, &caller, &id).await {
-        Ok(s) => Json(view(&on_air, &s)).into_response(),
+        Ok(s) => {
+            let mut v = view(&on_air, &s);
+            // Sessions are counted per playback id (the id the master is issued for).
+            // Without Redis the count is unknown, not zero.
+            v["viewers"] = match on_air.sessions.live(&[shared::sessions::Live::Video(s.playback_id)]).await {
+                Ok(n) => json!(n[0]),
+                Err(e) => {
+                    tracing::warn!(error = format!("{e:#}"), "live viewer count unavailable");
+                    Value::Null
+                }
+            };
+            Json(v).into_response()
+        }
         Err(r) => r,
     }
 }

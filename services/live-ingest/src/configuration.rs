@@ -12,6 +12,7 @@ use shared::backends::BackendSettings;
 use shared::configuration::{Env, Seconds};
 use shared::server::HttpSettings;
 use shared::telemetry::TelemetrySettings;
+use shared::watch::WatchSettings;
 
 #[derive(Debug, Clone, Default)]
 pub struct Settings {
@@ -19,6 +20,8 @@ pub struct Settings {
     pub telemetry: TelemetrySettings,
     pub backends: BackendSettings,
     pub auth: AuthSettings,
+    /// Subscribers of the streams' state events.
+    pub events: WatchSettings,
     /// RTMP listen address.
     pub rtmp_addr: String,
     /// What the API tells publishers to connect to (`rtmp://host:1935/live`).
@@ -33,6 +36,8 @@ pub struct Settings {
     pub idle_timeout: Seconds,
     /// A stream whose publisher left stays live this long, waiting for it.
     pub grace: Seconds,
+    /// A viewer counts as live this long after its last fetch (as on the origin and edges).
+    pub session_ttl: Seconds,
     /// Where encoders' scratch files (the replay being assembled) go.
     pub work_dir: String,
 }
@@ -146,6 +151,7 @@ impl Settings {
             telemetry: TelemetrySettings::from_env(env),
             backends: BackendSettings::from_env(env),
             auth: AuthSettings::from_env(env),
+            events: WatchSettings::from_env(env),
             rtmp_addr: env.optional("RTMP_ADDR", "0.0.0.0:1935", "RTMP listen address for publishers, host:port"),
             ingest_url: env.optional("LIVE_INGEST_URL", "rtmp://127.0.0.1:1935/live", "the RTMP URL the API gives publishers (the stream key goes after it)"),
             playback_base: env.optional("LIVE_PLAYBACK_BASE", "http://127.0.0.1:8080", "the front door the API's playback URLs point at"),
@@ -175,6 +181,7 @@ impl Settings {
             },
             idle_timeout: env.optional("LIVE_IDLE_TIMEOUT", "10s", "a publisher sending no media this long is dropped"),
             grace: env.optional("LIVE_GRACE", "30s", "a stream whose publisher left stays live this long for it to come back"),
+            session_ttl: env.optional("VIEWER_SESSION_TTL", "30s", "a viewer counts as live this long after its last fetch (as on the origin and edges)"),
             work_dir: env.optional("WORK_DIR", "/tmp/live-ingest", "scratch space for assembling replays"),
         };
         let p = &s.packaging;

@@ -9,6 +9,7 @@
 //! - [`startup`] — builds the application (HTTP and RTMP).
 //! - [`catalogue`] — live streams in PostgreSQL, their keys and states.
 //! - [`api`] — `/api/v1/live`: create, list, read, delete.
+//! - [`events`] — `/api/v1/live/{id}/events`: state changes as server-sent events.
 //! - [`rtmp`] — the RTMP listener and one publisher's connection.
 //! - [`flv`] — publisher media as FLV for the encoder; codec checks.
 //! - [`on_air`] — broadcasts on air, who may publish, ending after the grace period.
@@ -28,6 +29,7 @@ pub mod catalogue;
 pub mod configuration;
 pub mod dvr;
 pub mod encoder;
+pub mod events;
 pub mod flv;
 pub mod ladder;
 pub mod master;

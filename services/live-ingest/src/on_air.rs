@@ -19,6 +19,7 @@ use crate::broadcast::{AttachError, Broadcast};
 use crate::catalogue::{LiveState, LiveStreams};
 use crate::configuration::Settings;
 use crate::dvr::Recorder;
+use crate::events::LiveWatch;
 use crate::metrics::LiveMetrics;
 use crate::replay::Replays;
 
@@ -65,6 +66,10 @@ pub struct OnAir {
     pub metrics: LiveMetrics,
     pub settings: Arc<Settings>,
     replays: Replays,
+    /// The watchers behind `/api/v1/live/{id}/events`.
+    pub watch: LiveWatch,
+    /// Viewer sessions (the streaming origin issues them with live masters), for live counts.
+    pub sessions: shared::sessions::Sessions,
 }
 
 /// A publisher attached to a broadcast; leaving (drop) starts the grace period.
@@ -90,8 +95,8 @@ impl Drop for Publishing {
 }
 
 impl OnAir {
-    pub fn new(streams: LiveStreams, storage: Storage, metrics: LiveMetrics, settings: Arc<Settings>, replays: Replays) -> Self {
-        Self { maps: Arc::default(), next_conn: Arc::new(AtomicU64::new(1)), streams, storage, metrics, settings, replays }
+    pub fn new(streams: LiveStreams, storage: Storage, metrics: LiveMetrics, settings: Arc<Settings>, replays: Replays, watch: LiveWatch, sessions: shared::sessions::Sessions) -> Self {
+        Self { maps: Arc::default(), next_conn: Arc::new(AtomicU64::new(1)), streams, storage, metrics, settings, replays, watch, sessions }
     }
 
     fn maps(&self) -> std::sync::MutexGuard<'_, Maps> {
@@ -167,6 +172,10 @@ impl OnAir {
             if maps.by_stream.get(&b.stream.id).is_some_and(|cur| Arc::ptr_eq(cur, &b)) {
                 maps.by_stream.remove(&b.stream.id);
             }
+        }
+        // Ended now; the replay's id follows once it is in the catalogue.
+        if let Err(e) = self.streams.set_state(b.stream.id, LiveState::Ended).await {
+            tracing::warn!(error = format!("{e:#}"), "could not mark the stream ended");
         }
         // Players keep the ended playlist for a while; then the id is free.
         let maps = self.maps.clone();

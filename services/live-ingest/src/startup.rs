@@ -41,10 +41,13 @@ pub async fn build(settings: Settings) -> anyhow::Result<Server> {
     tracing::info!(addr = %rtmp.local_addr()?, "RTMP listening");
     let auth = settings.auth.authenticator(backends.pool.clone());
     let readiness = backends.readiness();
-    let on_air = OnAir::new(streams, backends.storage.clone(), live_metrics, Arc::new(settings.clone()), replays);
+    let watch = shared::watch::Hub::new(settings.events.clone(), &metrics);
+    let sessions = shared::sessions::Sessions::new(backends.cache.clone(), settings.session_ttl.0);
+    let on_air = OnAir::new(streams, backends.storage.clone(), live_metrics, Arc::new(settings.clone()), replays, watch, sessions);
     let api = Router::new()
         .route("/api/v1/live", get(crate::api::list).post(crate::api::create))
         .route("/api/v1/live/{id}", get(crate::api::get).delete(crate::api::delete))
+        .route("/api/v1/live/{id}/events", get(crate::events::live_events))
         .route_layer(axum::middleware::from_fn_with_state(auth, shared::auth::authenticate));
     let live = Router::new()
         .route("/live/{playback}/master.m3u8", get(crate::origin::get_master))

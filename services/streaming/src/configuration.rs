@@ -36,6 +36,8 @@ pub struct Settings {
     pub steering: SteeringSettings,
     pub auth: AuthSettings,
     pub playback: PlaybackSettings,
+    /// live-ingest, for live masters (None: /live/ masters are not served).
+    pub live_origin_url: Option<String>,
 }
 
 /// Signed playback of unlisted and private videos.
@@ -148,6 +150,7 @@ impl Settings {
                 ttl: env.optional("STEERING_TTL", "10s", "how often players ask the steering server again"),
             },
             auth: AuthSettings::from_env(env),
+            live_origin_url: env.maybe("LIVE_ORIGIN_URL", "base URL of live-ingest, whose live masters this origin rewrites per viewer (session, cap, steering); unset: live masters are not served here"),
             playback: PlaybackSettings {
                 signer: env.required(
                     "PLAYBACK_SIGNING_KEYS",

@@ -67,6 +67,8 @@ pub struct OriginState {
     pub token_ttl: std::time::Duration,
     /// Content keys of encrypted videos, for `content.key`.
     pub keys: ContentKeys,
+    /// live-ingest, whose live masters are rewritten per viewer here (None: not configured).
+    pub live: Option<crate::live::LiveOrigin>,
 }
 
 /// The configured Cache-Control values, parsed once at start-up, where a

@@ -9,6 +9,7 @@
 //! - [`hls`] — objects: ranges, validators, media types, session tagging.
 //! - [`key`] — the content key of an encrypted video.
 //! - [`master`] — the per-viewer master playlist (session, cap, pathways).
+//! - [`live`] — the same for live streams' masters, read from live-ingest.
 //! - [`cap`] — server-side bitrate adaptation from egress and viewers.
 //! - [`steering`] — the Content Steering server and the play API.
 //! - [`viewers`] — live viewer and view counts.
@@ -19,6 +20,7 @@ pub mod cap;
 pub mod configuration;
 pub mod hls;
 pub mod key;
+pub mod live;
 pub mod master;
 pub mod metrics;
 pub mod startup;

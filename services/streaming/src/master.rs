@@ -101,7 +101,7 @@ async fn master(st: &OriginState, id: Uuid, prefix: &str, method: &Method, q: &V
 }
 
 /// The caller's live session for this video, or its client's, or a new one.
-async fn session_for(st: &OriginState, video: Uuid, sid: Option<&str>, region: String, client: Client) -> anyhow::Result<Session> {
+pub async fn session_for(st: &OriginState, video: Uuid, sid: Option<&str>, region: String, client: Client) -> anyhow::Result<Session> {
     if let Some(sid) = sid.and_then(SessionId::parse) {
         if let Some(s) = st.sessions.get(&sid).await?.filter(|s| s.video == video) {
             st.heartbeats.beat(&s.id);

@@ -62,6 +62,7 @@ pub async fn build(settings: Settings) -> anyhow::Result<Server> {
         verifier: playback.signer.verifier(),
         token_ttl: playback.token_ttl.0,
         keys: shared::playback::ContentKeys::new(pool.clone(), playback.masters.clone()),
+        live: settings.live_origin_url.as_deref().map(crate::live::LiveOrigin::new).transpose()?,
     };
     let measuring = cap.spawn(sessions, heartbeats, origin_metrics);
     // A purge follows every visibility change and deletion: the cached facts
@@ -93,7 +94,8 @@ pub async fn build(settings: Settings) -> anyhow::Result<Server> {
         .route("/steering/{video_id}", get(crate::steering::get_steering))
         .layer(SetResponseHeaderLayer::overriding(header::CACHE_CONTROL, HeaderValue::from_static("no-store")));
     let router = Router::new()
-        .route("/hls/{video_id}/master.m3u8", get(crate::master::get_master).route_layer(sessions_limit))
+        .route("/hls/{video_id}/master.m3u8", get(crate::master::get_master).route_layer(sessions_limit.clone()))
+        .route("/live/{playback}/master.m3u8", get(crate::live::get_live_master).route_layer(sessions_limit))
         .route(&format!("/hls/{{video_id}}/{}", shared::playback::KEY_OBJECT), get(crate::key::get_key))
         .route("/hls/{video_id}/{*object}", get(get_object))
         .merge(live)

@@ -115,14 +115,26 @@ async fn a_published_stream_plays_as_ll_hls_through_the_edges_refuses_intruders_
     // Never above the 720p source.
     assert!(variants.iter().all(|(_, inf)| attr(inf, "RESOLUTION").unwrap().split('x').nth(1).unwrap().parse::<u32>().unwrap() <= 720), "{master}");
     assert!(master.contains("#EXT-X-MEDIA:TYPE=AUDIO"), "{master}");
+    // The origin's traffic manager steers live masters too: a session, every
+    // variant once per pathway, and the steering server of this stream.
+    assert!(master.contains("#EXT-X-CONTENT-STEERING:SERVER-URI=") && master.contains("PATHWAY-ID=\"secondary\""), "{master}");
+    let sid = master.split("?sid=").nth(1).and_then(|r| r.get(..32)).expect("variant URIs carry the session").to_owned();
+    let steering: Value = viewer.get(format!("{}/steering/{playback}?sid={sid}", stack.nginx_http)).send().await.unwrap().json().await.unwrap();
+    assert_eq!(steering["PATHWAY-PRIORITY"][0], "primary", "{steering}");
 
     let second_before = refusals("already-publishing").await;
     assert!(refused_publisher(&key), "a second publisher on a live key was not refused");
     assert_eq!(refusals("already-publishing").await, second_before + 1.0);
 
     let base = format!("{}/live/{playback}/", stack.nginx_http);
-    let (top, _) = &variants[0];
+    // The primary pathway's top rung (relative), without the session query.
+    let top = variants[0].0.split('?').next().unwrap().to_owned();
     let media_url = format!("{base}{top}");
+    // The secondary pathway re-streams the primary: its edge pulls /live/ through the front door.
+    let (secondary, _) = variants.iter().find(|(_, inf)| inf.contains("PATHWAY-ID=\"secondary\"")).expect("a secondary variant");
+    let (status, text) = get_text(&viewer, secondary).await;
+    assert_eq!(status, StatusCode::OK, "{secondary}: {text}");
+    assert!(text.contains("#EXT-X-PART:"), "{text}");
     // A few seconds in, the playlist has closed segments, parts, a hint and the audio's report.
     tokio::time::sleep(Duration::from_secs(5)).await;
     let (status, playlist) = get_text(&viewer, &media_url).await;
@@ -211,6 +223,7 @@ async fn a_published_stream_plays_as_ll_hls_through_the_edges_refuses_intruders_
     let live: Value = client.get(format!("{}/api/v1/live/{id}", stack.nginx_http)).send().await.unwrap().json().await.unwrap();
     assert_eq!(live["state"], "live");
     assert_eq!(live["on_air"]["publishing"], true);
+    assert!(live["viewers"].as_u64().is_some_and(|n| n >= 1), "the sessions of this test's masters are live viewers: {live}");
 
     // The publisher ends; after the grace period the broadcast ends and its replay is made.
     let status = tokio::task::spawn_blocking(move || publisher.0.wait()).await.unwrap().unwrap();
@@ -218,8 +231,9 @@ async fn a_published_stream_plays_as_ll_hls_through_the_edges_refuses_intruders_
     let deadline = Instant::now() + Duration::from_secs(120);
     let replay = loop {
         let s: Value = client.get(format!("{}/api/v1/live/{id}", stack.nginx_http)).send().await.unwrap().json().await.unwrap();
-        if s["state"] == "ended" {
-            break s["replay_video_id"].as_str().expect("a replay video").to_owned();
+        if let Some(replay) = s["replay_video_id"].as_str() {
+            assert_eq!(s["state"], "ended");
+            break replay.to_owned();
         }
         assert!(Instant::now() < deadline, "the broadcast did not end: {s}");
         tokio::time::sleep(Duration::from_millis(500)).await;
@@ -272,16 +286,35 @@ async fn a_publisher_back_within_the_grace_period_continues_the_broadcast_after_
     let created: Value = client.post(format!("{}/api/v1/live", stack.nginx_http)).json(&json!({"title": "e2e reconnect"})).send().await.unwrap().json().await.unwrap();
     let (id, key) = (created["id"].as_str().unwrap().to_owned(), created["stream_key"].as_str().unwrap().to_owned());
     let master_url = created["playback_url"].as_str().unwrap().to_owned();
+    // The owner watches the stream's state changes as server-sent events, through NGINX.
+    let (sse_client, sse_url) = (client.clone(), format!("{}/api/v1/live/{id}/events", stack.nginx_http));
+    let sse = tokio::spawn(async move {
+        let mut res = sse_client.get(sse_url).send().await.unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+        assert_eq!(res.headers()["content-type"], "text/event-stream");
+        let mut text = String::new();
+        while let Ok(Ok(Some(chunk))) = tokio::time::timeout(Duration::from_secs(90), res.chunk()).await {
+            text.push_str(&String::from_utf8_lossy(&chunk));
+            if text.contains("\"replay_video_id\":\"") {
+                break;
+            }
+        }
+        text
+    });
+    // Subscribed before anything happens (the first event is the stream as created).
+    tokio::time::sleep(Duration::from_secs(1)).await;
 
     // A small source (one rung and audio): this test is about the timeline, not the ladder.
     assert!(finished(publish_sized(&key, 8, "640x360")).await, "the first publish failed");
     let (status, master) = get_text(&viewer, &master_url).await;
     assert_eq!(status, StatusCode::OK, "{master}");
     let (variant, _) = variants(&master).remove(0);
-    let media_url = format!("{}{variant}", master_url.trim_end_matches("master.m3u8"));
+    let media_url = format!("{}{}", master_url.trim_end_matches("master.m3u8"), variant.split('?').next().unwrap());
     let s: Value = client.get(format!("{}/api/v1/live/{id}", stack.nginx_http)).send().await.unwrap().json().await.unwrap();
     assert_eq!(s["state"], "live", "away for less than the grace period: still live: {s}");
     assert_eq!(s["on_air"]["publishing"], false);
+    // Away long enough for the events' once-a-second poll to see it.
+    tokio::time::sleep(Duration::from_secs(2)).await;
 
     // Back within the grace period (10 s on the stack): the same broadcast, the same URLs.
     let second = publish_sized(&key, 8, "640x360");
@@ -301,12 +334,24 @@ async fn a_publisher_back_within_the_grace_period_continues_the_broadcast_after_
     let deadline = Instant::now() + Duration::from_secs(120);
     let replay = loop {
         let s: Value = client.get(format!("{}/api/v1/live/{id}", stack.nginx_http)).send().await.unwrap().json().await.unwrap();
-        if s["state"] == "ended" {
-            break s["replay_video_id"].as_str().expect("a replay video").to_owned();
+        if let Some(replay) = s["replay_video_id"].as_str() {
+            assert_eq!(s["state"], "ended");
+            break replay.to_owned();
         }
         assert!(Instant::now() < deadline, "the broadcast did not end: {s}");
         tokio::time::sleep(Duration::from_millis(500)).await;
     };
+    // The events told the owner each change, in order: created, on air, away, back, away, ended,
+    // and the replay's id.
+    let events = tokio::time::timeout(Duration::from_secs(30), sse).await.expect("the event stream saw the end").unwrap();
+    let seen: Vec<(String, bool)> = events
+        .lines()
+        .filter_map(|l| l.strip_prefix("data:"))
+        .filter_map(|d| serde_json::from_str::<Value>(d.trim()).ok())
+        .map(|v| (v["state"].as_str().unwrap_or("").to_owned(), v["on_air"]["publishing"] == true))
+        .collect();
+    let want = [("idle", false), ("live", true), ("live", false), ("live", true), ("live", false), ("ended", false), ("ended", false)];
+    assert_eq!(seen, want.map(|(s, p)| (s.to_owned(), p)), "events:\n{events}");
     let video = wait_until_settled(&client, &stack.nginx_http, &replay, Duration::from_secs(300)).await.unwrap();
     assert_eq!(video["status"], "ready", "{}", video["error"]);
     let d = duration(&format!("{}/hls/{replay}/manifest.mpd", stack.nginx_http)).unwrap();
