@@ -5,8 +5,11 @@
 //! packaged, or the publisher's timestamps jump, ffmpeg is replaced and
 //! every rendition continues after a discontinuity with a new init
 //! segment; the new ffmpeg gets the codec headers again and starts at the
-//! next key frame. More than `max_restarts` in one publish, and the
-//! publisher is dropped. Memory is bounded by the feed's capacity in tags
+//! next key frame. More than `max_restarts` failures in one publish, and
+//! the publisher is dropped. Under load it degrades instead of lagging:
+//! media more than 3 s behind the publisher's real time (measured from its
+//! timestamps against our clock) is dropped up to a fresh key frame, and a
+//! new ffmpeg starts there, so latency stays bounded. Memory is bounded by the feed's capacity in tags
 //! (the publisher's socket waits when it is full) and the pipes' buffers.
 
 use std::os::fd::{FromRawFd, OwnedFd, RawFd};
@@ -29,6 +32,11 @@ use crate::rendition::Rendition;
 pub const FEED_TAGS: usize = 256;
 /// A timestamp step larger than this, either way, is a break in the source.
 const JUMP_MS: i64 = 5_000;
+/// How far behind the publisher's real time the encoder may fall (media
+/// queued in the feed and the socket, or an encoder short of CPU) before
+/// the backlog is dropped: latency stays bounded under load instead of
+/// growing for the rest of the broadcast.
+const BEHIND_MS: i64 = 3_000;
 
 pub enum Msg {
     Tag(Tag),
@@ -38,7 +46,26 @@ pub enum Msg {
 enum Stop {
     /// The publisher is gone: finished cleanly.
     Done,
+    /// A failure: counts towards `max_restarts`.
     Restart(String),
+    /// Fell behind real time (or the source's clock jumped): not a failure;
+    /// the next run starts from fresh media.
+    Resync(String),
+}
+
+/// Where the publisher's clock stood against ours: its timestamp at a
+/// wall-clock instant. A tag's lag is how much more wall time than media
+/// time has passed since.
+#[derive(Clone, Copy)]
+struct Anchor {
+    ts: u32,
+    at: std::time::Instant,
+}
+
+impl Anchor {
+    fn lag_ms(&self, ts: u32) -> i64 {
+        self.at.elapsed().as_millis() as i64 - i64::from(ts.wrapping_sub(self.ts) as i32)
+    }
 }
 
 pub struct Encoder {
@@ -57,9 +84,17 @@ impl Encoder {
         let _slot = self.slot.clone().lock_owned().await;
         let mut headers: Vec<Tag> = Vec::new();
         let mut restarts = 0u32;
+        let mut anchor: Option<Anchor> = None;
         loop {
-            match self.once(&mut feed, &mut headers).await {
+            match self.once(&mut feed, &mut headers, &mut anchor).await {
                 Stop::Done => return Ok(()),
+                Stop::Resync(why) => {
+                    self.metrics.encoder_restarts.inc();
+                    tracing::warn!(broadcast = %self.broadcast, why, "restarting the live encoder on fresh media; renditions continue after a discontinuity");
+                    for r in &self.renditions {
+                        r.restart();
+                    }
+                }
                 Stop::Restart(why) => {
                     restarts += 1;
                     self.metrics.encoder_restarts.inc();
@@ -75,7 +110,7 @@ impl Encoder {
         }
     }
 
-    async fn once(&self, feed: &mut mpsc::Receiver<Msg>, headers: &mut Vec<Tag>) -> Stop {
+    async fn once(&self, feed: &mut mpsc::Receiver<Msg>, headers: &mut Vec<Tag>, anchor: &mut Option<Anchor>) -> Stop {
         let (mut child, mut stdin, mut readers) = match self.spawn() {
             Ok(x) => x,
             Err(e) => return Stop::Restart(format!("could not start ffmpeg: {e:#}")),
@@ -104,11 +139,18 @@ impl Encoder {
                     if let Some(l) = last {
                         let step = i64::from(tag.timestamp.wrapping_sub(l) as i32);
                         if step.abs() > JUMP_MS && tag.kind == flv::Kind::Video {
-                            break Stop::Restart(format!("the publisher's timestamps jumped by {step} ms"));
+                            *anchor = None;
+                            break Stop::Resync(format!("the publisher's timestamps jumped by {step} ms"));
                         }
                     }
-                    // Start at a key frame, with the audio from then on.
-                    let Some(b) = base.or_else(|| tag.is_key_frame().then_some(tag.timestamp)) else { continue };
+                    let a = *anchor.get_or_insert(Anchor { ts: tag.timestamp, at: std::time::Instant::now() });
+                    let lag = a.lag_ms(tag.timestamp);
+                    if base.is_some() && lag > BEHIND_MS {
+                        break Stop::Resync(format!("the encoder fell {lag} ms behind the publisher's real time; the backlog is dropped"));
+                    }
+                    // Start at a key frame, with the audio from then on, once the backlog is drained.
+                    let fresh = lag <= BEHIND_MS / 3;
+                    let Some(b) = base.or_else(|| (tag.is_key_frame() && fresh).then_some(tag.timestamp)) else { continue };
                     base = Some(b);
                     let rel = tag.timestamp.wrapping_sub(b);
                     if (rel as i32) < 0 {
@@ -150,10 +192,10 @@ impl Encoder {
                 }
                 Stop::Done
             }
-            restart => {
+            other => {
                 let _ = child.kill().await;
                 readers.abort_all();
-                restart
+                other
             }
         }
     }

@@ -14,15 +14,14 @@
 use std::time::Duration;
 
 use axum::extract::{Path, Query, State};
-use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::http::{header, HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use shared::error::Problem;
 use shared::layout;
-use shared::playlist::{rewrite_master, MasterOptions};
 use shared::ratelimit::Client;
 use uuid::Uuid;
 
-use crate::hls::{private_text, OriginState, ViewerQuery};
+use crate::hls::{OriginState, ViewerQuery};
 
 /// The live origin this origin reads live masters from.
 #[derive(Clone)]
@@ -64,37 +63,6 @@ pub async fn get_live_master(State(st): State<OriginState>, Path(playback): Path
         Ok(t) => t,
         Err(e) => return Problem::unavailable("the live origin", &anyhow::anyhow!(e)).into_response(),
     };
-    let region = crate::master::viewer_region(&st.regions, q.region.as_deref(), &headers);
-    let session = match crate::master::session_for(&st, id, q.sid.as_deref(), region, client).await {
-        Ok(s) => Some(s),
-        Err(e) => {
-            tracing::warn!(error = format!("{e:#}"), "viewer session unavailable; serving a live master without one");
-            None
-        }
-    };
-    let pathways = &st.steering.pathways;
-    let pinned = q.pathway.as_deref().and_then(|p| pathways.iter().find(|x| x.id == p));
-    let query = shared::playlist::viewer_query(session.as_ref().map(|s| s.id.as_str()), None);
-    let opts = MasterOptions {
-        drop_top_rungs: session.as_ref().map_or(0, |s| s.dropped_rungs),
-        query: query.clone(),
-        public_prefix: format!("/live/{id}/"),
-        pathways: match pinned {
-            Some(p) => vec![p.clone()],
-            None => pathways.clone(),
-        },
-        steering_uri: (pinned.is_none() && !pathways.is_empty()).then(|| {
-            let q = if query.is_empty() { String::new() } else { format!("?{query}") };
-            format!("{}/steering/{id}{q}", st.steering.server_url.trim_end_matches('/'))
-        }),
-    };
-    let (body, dropped) = rewrite_master(&stored, &opts);
-    let mut res = private_text(layout::PLAYLIST_TYPE, body, &method, &st.metrics);
-    let h = res.headers_mut();
-    let cap = if dropped.is_empty() { "none".to_owned() } else { dropped.iter().map(|h| format!("{h}p")).collect::<Vec<_>>().join(",") };
-    h.insert("x-bitrate-cap", HeaderValue::from_str(&cap).expect("ascii"));
-    if let Some(s) = &session {
-        h.insert("x-session-id", HeaderValue::from_str(s.id.as_str()).expect("hex"));
-    }
-    res
+    let session = crate::master::viewer_session(&st, id, &q, client, &headers).await;
+    crate::master::viewer_master(&st, id, format!("/live/{id}/"), &stored, session.as_ref(), q.pathway.as_deref(), None, &method)
 }

@@ -65,21 +65,24 @@ async fn master(st: &OriginState, id: Uuid, prefix: &str, method: &Method, q: &V
         Ok(None) => return not_found(format!("video {id} has no master playlist")),
         Err(e) => return Problem::unavailable("object storage", &e).into_response(),
     };
-    let region = viewer_region(&st.regions, q.region.as_deref(), headers);
-    let session = match session_for(st, id, q.sid.as_deref(), region, client).await {
-        Ok(s) => Some(s),
-        Err(e) => {
-            tracing::warn!(error = format!("{e:#}"), "viewer session unavailable; serving a master without one");
-            None
-        }
-    };
+    let session = viewer_session(st, id, q, client, headers).await;
+    viewer_master(st, id, layout::public_hls_path(id, ""), &stored, session.as_ref(), q.pathway.as_deref(), token, method)
+}
+
+/// A viewer's copy of a stored master: its session (and token) on every
+/// URI, the rungs the cap left out for it, and every variant once per
+/// pathway with the steering server of `id`, or only the `pinned` pathway.
+/// `public_prefix` is where the master's relative URIs live on a pathway
+/// (`/hls/{id}/`, `/live/{playback}/`).
+#[allow(clippy::too_many_arguments)]
+pub fn viewer_master(st: &OriginState, id: Uuid, public_prefix: String, stored: &str, session: Option<&Session>, pinned: Option<&str>, token: Option<&str>, method: &Method) -> Response {
     let pathways = &st.steering.pathways;
-    let pinned = q.pathway.as_deref().and_then(|p| pathways.iter().find(|x| x.id == p));
-    let query = shared::playlist::viewer_query(session.as_ref().map(|s| s.id.as_str()), token);
+    let pinned = pinned.and_then(|p| pathways.iter().find(|x| x.id == p));
+    let query = shared::playlist::viewer_query(session.map(|s| s.id.as_str()), token);
     let opts = MasterOptions {
-        drop_top_rungs: session.as_ref().map_or(0, |s| s.dropped_rungs),
+        drop_top_rungs: session.map_or(0, |s| s.dropped_rungs),
         query: query.clone(),
-        public_prefix: layout::public_hls_path(id, ""),
+        public_prefix,
         pathways: match pinned {
             Some(p) => vec![p.clone()],
             None => pathways.clone(),
@@ -89,19 +92,32 @@ async fn master(st: &OriginState, id: Uuid, prefix: &str, method: &Method, q: &V
             format!("{}/steering/{id}{q}", st.steering.server_url.trim_end_matches('/'))
         }),
     };
-    let (body, dropped) = rewrite_master(&stored, &opts);
+    let (body, dropped) = rewrite_master(stored, &opts);
     let mut res = private_text(layout::PLAYLIST_TYPE, body, method, &st.metrics);
     let h = res.headers_mut();
     let cap = if dropped.is_empty() { "none".to_owned() } else { dropped.iter().map(|h| format!("{h}p")).collect::<Vec<_>>().join(",") };
     h.insert("x-bitrate-cap", HeaderValue::from_str(&cap).expect("ascii"));
-    if let Some(s) = &session {
+    if let Some(s) = session {
         h.insert("x-session-id", HeaderValue::from_str(s.id.as_str()).expect("hex"));
     }
     res
 }
 
+/// The viewer's session for `id` (see [`session_for`]); without Redis, none:
+/// the viewer still gets a playable master.
+pub async fn viewer_session(st: &OriginState, id: Uuid, q: &ViewerQuery, client: Client, headers: &HeaderMap) -> Option<Session> {
+    let region = viewer_region(&st.regions, q.region.as_deref(), headers);
+    match session_for(st, id, q.sid.as_deref(), region, client).await {
+        Ok(s) => Some(s),
+        Err(e) => {
+            tracing::warn!(error = format!("{e:#}"), "viewer session unavailable; serving a master without one");
+            None
+        }
+    }
+}
+
 /// The caller's live session for this video, or its client's, or a new one.
-pub async fn session_for(st: &OriginState, video: Uuid, sid: Option<&str>, region: String, client: Client) -> anyhow::Result<Session> {
+async fn session_for(st: &OriginState, video: Uuid, sid: Option<&str>, region: String, client: Client) -> anyhow::Result<Session> {
     if let Some(sid) = sid.and_then(SessionId::parse) {
         if let Some(s) = st.sessions.get(&sid).await?.filter(|s| s.video == video) {
             st.heartbeats.beat(&s.id);

@@ -191,6 +191,8 @@ async fn a_published_stream_plays_as_ll_hls_through_the_edges_refuses_intruders_
     // after EXT-X-DISCONTINUITY with a new init segment, and players (hls.js
     // next) keep playing.
     let restarts_before = scrape(INGEST_HTTP, "live_encoder_restarts_total").await.unwrap();
+    let (_, before_kill) = get_text(&viewer, &media_url).await;
+    let generation = newest_init(&before_kill);
     let ingest_pid = std::fs::read_to_string(stack.stack_dir.join("pids/live-ingest.pid")).unwrap();
     // This stream's encoder: the one splitting into three rungs (the other tests publish one).
     let killed = Command::new("pkill").args(["-KILL", "-P", ingest_pid.trim(), "-f", "split=3"]).status().unwrap();
@@ -198,13 +200,13 @@ async fn a_published_stream_plays_as_ll_hls_through_the_edges_refuses_intruders_
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let (_, p) = get_text(&viewer, &media_url).await;
-        if p.contains("#EXT-X-DISCONTINUITY") && p.contains("#EXT-X-MAP:URI=\"init-1.mp4\"") && !p.contains("#EXT-X-ENDLIST") {
+        if p.contains("#EXT-X-DISCONTINUITY") && newest_init(&p) > generation && !p.contains("#EXT-X-ENDLIST") {
             break;
         }
         assert!(Instant::now() < deadline, "no discontinuity with a new init segment after the encoder was killed:\n{p}");
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
-    assert_eq!(scrape(INGEST_HTTP, "live_encoder_restarts_total").await.unwrap(), restarts_before + 1.0);
+    assert!(scrape(INGEST_HTTP, "live_encoder_restarts_total").await.unwrap() > restarts_before);
 
     // hls.js in Chromium, low-latency mode, through NGINX and the edges, retries off.
     let lines = e2e::players::play_with(e2e::players::Player::HlsJs, &master_url, 10, &["--low-latency"]).await;
@@ -228,16 +230,7 @@ async fn a_published_stream_plays_as_ll_hls_through_the_edges_refuses_intruders_
     // The publisher ends; after the grace period the broadcast ends and its replay is made.
     let status = tokio::task::spawn_blocking(move || publisher.0.wait()).await.unwrap().unwrap();
     assert!(status.success(), "the publisher failed");
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let replay = loop {
-        let s: Value = client.get(format!("{}/api/v1/live/{id}", stack.nginx_http)).send().await.unwrap().json().await.unwrap();
-        if let Some(replay) = s["replay_video_id"].as_str() {
-            assert_eq!(s["state"], "ended");
-            break replay.to_owned();
-        }
-        assert!(Instant::now() < deadline, "the broadcast did not end: {s}");
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    };
+    let replay = replay_of(&client, &stack.nginx_http, &id).await;
     let (_, ended) = get_text(&viewer, &media_url).await;
     assert!(ended.contains("#EXT-X-ENDLIST"), "{ended}");
     let video = wait_until_settled(&client, &stack.nginx_http, &replay, Duration::from_secs(300)).await.unwrap();
@@ -270,6 +263,25 @@ async fn the_live_api_refuses_bad_input_with_problems() {
     let r = stack.anonymous_client().unwrap().get(format!("{}/live/{}/master.m3u8", stack.nginx_http, uuid::Uuid::new_v4())).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
     assert_eq!(r.headers()["content-type"], "application/problem+json");
+}
+
+/// The stream's replay video, once the broadcast has ended and the replay is in the catalogue.
+async fn replay_of(client: &reqwest::Client, front: &str, id: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let s: Value = client.get(format!("{front}/api/v1/live/{id}")).send().await.unwrap().json().await.unwrap();
+        if let Some(replay) = s["replay_video_id"].as_str() {
+            assert_eq!(s["state"], "ended");
+            return replay.to_owned();
+        }
+        assert!(Instant::now() < deadline, "the broadcast did not end: {s}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// The newest init segment generation a media playlist names (`init-N.mp4`).
+fn newest_init(playlist: &str) -> u32 {
+    playlist.match_indices("init-").filter_map(|(i, _)| playlist[i + 5..].split('.').next()?.parse().ok()).max().unwrap_or(0)
 }
 
 /// Waits for a publisher to finish; true if it exited cleanly.
@@ -331,16 +343,7 @@ async fn a_publisher_back_within_the_grace_period_continues_the_broadcast_after_
     assert!(finished(second).await, "the second publish failed");
 
     // Then gone for good: one replay of both publishes (two encoder generations).
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let replay = loop {
-        let s: Value = client.get(format!("{}/api/v1/live/{id}", stack.nginx_http)).send().await.unwrap().json().await.unwrap();
-        if let Some(replay) = s["replay_video_id"].as_str() {
-            assert_eq!(s["state"], "ended");
-            break replay.to_owned();
-        }
-        assert!(Instant::now() < deadline, "the broadcast did not end: {s}");
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    };
+    let replay = replay_of(&client, &stack.nginx_http, &id).await;
     // The events told the owner each change, in order: created, on air, away, back, away, ended,
     // and the replay's id.
     let events = tokio::time::timeout(Duration::from_secs(30), sse).await.expect("the event stream saw the end").unwrap();

@@ -30,6 +30,15 @@ pub struct Shape {
 
 impl Shape {
     /// EXT-X-TARGETDURATION: whole seconds, never below a segment's rounded duration.
+    /// Whether an open segment of `d` is long enough to close at the next
+    /// key frame. Within a millisecond: parts are summed from durations
+    /// rounded to the nanosecond, so six parts of ten frames at 30 fps come
+    /// to 1.999999998 s, and an exact comparison closed the segment a key
+    /// frame later (3 s segments for a 2 s target).
+    pub fn reached(&self, d: Duration) -> bool {
+        d + Duration::from_millis(1) >= self.segment_target
+    }
+
     pub fn target_duration(&self) -> u64 {
         // The segment target plus one part's overshoot, rounded up: a
         // segment closes at the first key frame at or after the target.
@@ -155,7 +164,7 @@ impl Timeline {
         }
         let cut = match &self.open {
             None => true,
-            Some(open) => part.independent && (open.duration() >= self.shape.segment_target || self.break_pending),
+            Some(open) => part.independent && (self.shape.reached(open.duration()) || self.break_pending),
         };
         // The part before this one turns out not to be its segment's last:
         // it must have been at least 85 % of the target (independent parts excepted).
@@ -283,7 +292,7 @@ impl Timeline {
     /// that asked gets a 404 and follows the next playlist, as §6.2.6 allows.)
     pub fn next_part(&self) -> (u64, u32) {
         match self.open() {
-            Some(s) if s.duration() >= self.shape.segment_target || self.break_pending => (self.next_msn, 0),
+            Some(s) if self.shape.reached(s.duration()) || self.break_pending => (self.next_msn, 0),
             Some(s) => (s.msn, s.parts.len() as u32),
             None => (self.next_msn, 0),
         }
@@ -342,6 +351,16 @@ mod tests {
 
     fn shape() -> Shape {
         Shape { part_target: Duration::from_millis(500), segment_target: Duration::from_secs(2), window: Duration::from_secs(10) }
+    }
+
+    #[test]
+    fn six_parts_of_ten_frames_make_a_two_second_segment() {
+        let shape = Shape { part_target: Duration::from_millis(334), segment_target: Duration::from_secs(2), window: Duration::from_secs(60) };
+        let mut t = Timeline::new(shape);
+        let ten_frames = Duration::from_nanos(333_333_333);
+        let at = SystemTime::UNIX_EPOCH;
+        let msns: Vec<u64> = (0..12).map(|i| t.push(Part { duration: ten_frames, independent: i % 3 == 0 }, at).unwrap().0).collect();
+        assert_eq!(msns, [0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1]);
     }
 
     fn part(ms: u64, independent: bool) -> Part {
