@@ -4,7 +4,7 @@
 // harness's (chromium_player.mjs, which also lists the lines every player
 // writes: ready, request, console, done).
 //
-//   node hls_play.mjs --url MASTER_M3U8_URL [--seconds N] [--max-buffer S] [--no-retry] [--low-latency]
+//   node hls_play.mjs --url MASTER_M3U8_URL [--seconds N] [--max-buffer S] [--no-retry] [--low-latency] [--switch-after S]
 //
 // hls.js's own lines:
 //   manifest  levels [{height, bitrate, url, pathway}] of every pathway,
@@ -39,6 +39,10 @@
 // reloads and preload hints (hls.js's lowLatencyMode, said explicitly), and
 // catches up with the live edge after a stall by playing up to 1.5x
 // (maxLiveSyncPlaybackRate; hls.js's default of 1 never catches up).
+// --switch-after S asks hls.js, S seconds after playback starts, for the
+// lowest rung (hls.nextLevel = 0) and reports a "switch-requested" line: a
+// rung switch the test can expect, on loopback where the bandwidth estimate
+// alone never moves off the top.
 import { fileURLToPath } from 'node:url'
 import { emit, flag, hostOf, option, run } from './chromium_player.mjs'
 
@@ -47,6 +51,7 @@ const seconds = Number(option('seconds', 30))
 const maxBuffer = option('max-buffer', null) === null ? null : Number(option('max-buffer'))
 const noRetry = flag('no-retry')
 const lowLatency = flag('low-latency')
+const switchAfter = option('switch-after', null) === null ? null : Number(option('switch-after'))
 if (!mediaUrl || !(seconds > 0) || (maxBuffer !== null && !(maxBuffer > 0))) {
   console.error('usage: node hls_play.mjs --url MASTER_M3U8_URL [--seconds N] [--max-buffer S] [--no-retry] [--low-latency]')
   process.exit(64)
@@ -81,7 +86,7 @@ const totalRetries = () => [...retriesByUrl.values()].reduce((a, b) => a + b, 0)
 // Runs inside the page. Must be self-contained: Playwright sends its source.
 // Hls event payloads hold Fragment and Level objects with cycles, so only
 // plain fields are passed to report().
-function playerMain({ src, maxBuffer, noRetry, lowLatency }) {
+function playerMain({ src, maxBuffer, noRetry, lowLatency, switchAfter }) {
   const report = window.report
   const video = document.getElementById('video')
   const E = Hls.Events
@@ -144,6 +149,14 @@ function playerMain({ src, maxBuffer, noRetry, lowLatency }) {
   hls.on(E.MANIFEST_PARSED, () => {
     video.play().catch((e) => report({ event: 'error', fatal: false, type: 'play', details: String(e), url: null }))
   })
+  if (switchAfter !== null) {
+    video.addEventListener('playing', () => {
+      setTimeout(() => {
+        report({ event: 'switch-requested', from: hls.currentLevel, to: 0 })
+        hls.nextLevel = 0
+      }, switchAfter * 1000)
+    }, { once: true })
+  }
   hls.on(E.STEERING_MANIFEST_LOADED, (_, data) => {
     // Fired before hls.js applies the new priority, so "pathway" here is
     // still the one in use; a switch, if any, follows as its own line.
@@ -239,7 +252,7 @@ await run({
   seconds,
   probe,
   main: playerMain,
-  mainArg: { src: mediaUrl, maxBuffer, noRetry, lowLatency },
+  mainArg: { src: mediaUrl, maxBuffer, noRetry, lowLatency, switchAfter },
   onReport,
   summary: pageSummary,
   done: () => ({ frags_by_host: fragsByHost, fatal_errors: fatalErrors, errors, retries: totalRetries() }),

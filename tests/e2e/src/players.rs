@@ -104,8 +104,12 @@ pub fn problems(player: Player, url: &str, lines: &[Value]) -> Vec<String> {
     if !errors.is_empty() {
         out.push(format!("player errors: {errors:?}"));
     }
-    let failed: Vec<&Value> = events(lines, "request").filter(|r| r["failed"] == true || r["status"].as_u64().is_none_or(|s| s >= 400)).collect();
-    if !failed.is_empty() || done["failed_requests"] != 0 {
+    // A blocking playlist reload the player abandoned itself (it switched
+    // rungs while waiting) is the player's choice, not a failed request.
+    let abandoned = |r: &&Value| r["error"] == "net::ERR_ABORTED" && r["url"].as_str().is_some_and(|u| u.contains("_HLS_msn="));
+    let failed: Vec<&Value> = events(lines, "request").filter(|r| r["failed"] == true || r["status"].as_u64().is_none_or(|s| s >= 400)).filter(|r| !abandoned(r)).collect();
+    let abandoned_count = events(lines, "request").filter(abandoned).count() as u64;
+    if !failed.is_empty() || done["failed_requests"].as_u64() != Some(abandoned_count) {
         out.push(format!("failed requests ({}): {failed:?}", done["failed_requests"]));
     }
     let retries: Vec<&Value> = events(lines, "retry").collect();

@@ -19,7 +19,10 @@ const RTMP: &str = "rtmp://127.0.0.1:1935/live";
 /// What the test publishes, in seconds.
 const PUBLISHED: u32 = 32;
 
-/// ffmpeg publishing a 720p30 test pattern with a tone, in real time, as an encoder would.
+/// ffmpeg publishing a 720p30 test pattern with a tone, in real time, as an
+/// encoder would, with the wall clock and its own timestamp burned in (what
+/// a person compares with a clock to see glass-to-glass latency; the tests
+/// measure it from PROGRAM-DATE-TIME).
 fn publish(key: &str, secs: u32) -> Process {
     publish_sized(key, secs, "1280x720")
 }
@@ -29,6 +32,7 @@ fn publish_sized(key: &str, secs: u32, size: &str) -> Process {
         .args(["-hide_banner", "-loglevel", "error", "-re"])
         .args(["-f", "lavfi", "-i", &format!("testsrc2=size={size}:rate=30:duration={secs}")])
         .args(["-f", "lavfi", "-i", &format!("sine=frequency=440:sample_rate=48000:duration={secs}")])
+        .args(["-vf", "drawtext=fontfile=/usr/share/fonts/truetype/dejavu/DejaVuSansMono.ttf:fontsize=36:fontcolor=white:box=1:boxcolor=black@0.6:x=16:y=16:text='%{localtime\\:%T} rtmp %{pts\\:hms}'"])
         .args(["-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency", "-g", "30", "-pix_fmt", "yuv420p"])
         .args(["-c:a", "aac", "-b:a", "128k", "-f", "flv", &format!("{RTMP}/{key}")])
         .stdin(Stdio::null())
@@ -209,13 +213,17 @@ async fn a_published_stream_plays_as_ll_hls_through_the_edges_refuses_intruders_
     assert!(scrape(INGEST_HTTP, "live_encoder_restarts_total").await.unwrap() > restarts_before);
 
     // hls.js in Chromium, low-latency mode, through NGINX and the edges, retries off.
-    let lines = e2e::players::play_with(e2e::players::Player::HlsJs, &master_url, 10, &["--low-latency"]).await;
+    let lines = e2e::players::play_with(e2e::players::Player::HlsJs, &master_url, 10, &["--low-latency", "--switch-after", "4"]).await;
     let trouble = e2e::players::problems(e2e::players::Player::HlsJs, &master_url, &lines);
     assert!(trouble.is_empty(), "{trouble:#?}");
     let parts = e2e::players::events(&lines, "frag").filter(|f| f["part"].is_u64()).count();
     assert!(parts > 0, "hls.js loaded no parts: it did not play as LL-HLS");
     let blocking = e2e::players::events(&lines, "request").filter(|r| r["url"].as_str().is_some_and(|u| u.contains("_HLS_msn=")) && r["status"] == 200).count();
     assert!(blocking > 0, "hls.js made no blocking playlist reload");
+    // A rung switch, asked for 4 s in: hls.js moves from the top rung to the lowest and plays on.
+    assert!(e2e::players::events(&lines, "switch-requested").next().is_some(), "playback did not start in time to ask for a switch");
+    let heights: Vec<u64> = e2e::players::events(&lines, "level").filter_map(|l| l["height"].as_u64()).collect();
+    assert!(heights.first() > heights.last() && heights.last() == Some(&360), "no switch down to 360p: {heights:?}");
     let mut latency: Vec<f64> = e2e::players::events(&lines, "time").filter_map(|t| t["latency_ms"].as_f64()).collect();
     assert!(!latency.is_empty(), "hls.js never mapped the playhead to a PROGRAM-DATE-TIME");
     latency.sort_by(f64::total_cmp);
