@@ -38,10 +38,6 @@ const JUMP_MS: i64 = 5_000;
 /// growing for the rest of the broadcast.
 const BEHIND_MS: i64 = 3_000;
 
-pub enum Msg {
-    Tag(Tag),
-}
-
 /// Why one ffmpeg run stopped.
 enum Stop {
     /// The publisher is gone: finished cleanly.
@@ -80,7 +76,7 @@ pub struct Encoder {
 
 impl Encoder {
     /// Runs until the feed closes; an error: it failed too often.
-    pub async fn run(self, mut feed: mpsc::Receiver<Msg>) -> Result<(), String> {
+    pub async fn run(self, mut feed: mpsc::Receiver<Tag>) -> Result<(), String> {
         let _slot = self.slot.clone().lock_owned().await;
         let mut headers: Vec<Tag> = Vec::new();
         let mut restarts = 0u32;
@@ -110,7 +106,7 @@ impl Encoder {
         }
     }
 
-    async fn once(&self, feed: &mut mpsc::Receiver<Msg>, headers: &mut Vec<Tag>, anchor: &mut Option<Anchor>) -> Stop {
+    async fn once(&self, feed: &mut mpsc::Receiver<Tag>, headers: &mut Vec<Tag>, anchor: &mut Option<Anchor>) -> Stop {
         let (mut child, mut stdin, mut readers) = match self.spawn() {
             Ok(x) => x,
             Err(e) => return Stop::Restart(format!("could not start ffmpeg: {e:#}")),
@@ -127,7 +123,7 @@ impl Encoder {
         let stop = loop {
             tokio::select! {
                 msg = feed.recv() => {
-                    let Some(Msg::Tag(tag)) = msg else { break Stop::Done };
+                    let Some(tag) = msg else { break Stop::Done };
                     if tag.is_sequence_header() {
                         headers.retain(|h| h.kind != tag.kind);
                         headers.push(tag.clone());

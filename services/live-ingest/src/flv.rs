@@ -57,7 +57,7 @@ impl Tag {
 /// The FLV file header and the first (empty) previous-tag-size.
 pub fn header(audio: bool) -> Bytes {
     let flags = 0x01 | if audio { 0x04 } else { 0 };
-    Bytes::from_static(b"FLV\x01").iter().copied().chain([flags, 0, 0, 0, 9, 0, 0, 0, 0]).collect::<Vec<u8>>().into()
+    Bytes::copy_from_slice(&[b'F', b'L', b'V', 1, flags, 0, 0, 0, 9, 0, 0, 0, 0])
 }
 
 /// One tag as FLV writes it; `timestamp` relative to the encoder's start.

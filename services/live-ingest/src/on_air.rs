@@ -34,6 +34,7 @@ pub enum Refusal {
     Idle,
     EncoderFailed,
     Unavailable,
+    TooManyConnections,
 }
 
 impl Refusal {
@@ -47,6 +48,7 @@ impl Refusal {
             Self::Idle => "idle",
             Self::EncoderFailed => "encoder-failed",
             Self::Unavailable => "unavailable",
+            Self::TooManyConnections => "too-many-connections",
         }
     }
 }

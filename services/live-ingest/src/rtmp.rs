@@ -19,7 +19,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 
-use crate::encoder::{Encoder, Msg, FEED_TAGS};
+use crate::encoder::{Encoder, FEED_TAGS};
 use crate::flv::{Kind, Tag};
 use crate::on_air::{OnAir, Publishing, Refusal};
 
@@ -27,13 +27,24 @@ use crate::on_air::{OnAir, Publishing, Refusal};
 pub const APP: &str = "live";
 /// A connection that has not finished its handshake and connect in this long is dropped.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Connections at once. Anyone may connect before the key is checked, so
+/// the port would otherwise take as many tasks and buffers as a caller
+/// opens; a publisher over the cap is closed at once (and counted).
+const MAX_CONNECTIONS: usize = 256;
 
 pub async fn serve(listener: TcpListener, on_air: OnAir) {
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     loop {
         match listener.accept().await {
             Ok((socket, peer)) => {
+                let Ok(slot) = slots.clone().try_acquire_owned() else {
+                    on_air.refuse(Refusal::TooManyConnections);
+                    tracing::warn!(%peer, "RTMP connection refused: {MAX_CONNECTIONS} connections already open");
+                    continue;
+                };
                 let on_air = on_air.clone();
                 tokio::spawn(async move {
+                    let _slot = slot;
                     let _ = socket.set_nodelay(true);
                     match Connection::new(socket, peer, on_air).run().await {
                         Ok(()) => tracing::info!(%peer, "RTMP connection closed"),
@@ -51,7 +62,7 @@ pub async fn serve(listener: TcpListener, on_air: OnAir) {
 
 struct Live {
     publishing: Publishing,
-    feed: Option<mpsc::Sender<Msg>>,
+    feed: Option<mpsc::Sender<Tag>>,
     encoder: Option<tokio::task::JoinHandle<Result<(), String>>>,
     /// Codec headers (and the first audio) before the first key frame.
     pending: Vec<Tag>,
@@ -249,12 +260,12 @@ impl Connection {
             let encoder = Encoder { settings: Arc::clone(&settings), outputs, renditions, audio: has_audio, metrics: self.on_air.metrics.clone(), broadcast: b.id, slot: b.encoding.clone() };
             live.encoder = Some(tokio::spawn(encoder.run(rx)));
             for t in live.pending.drain(..) {
-                let _ = tx.send(Msg::Tag(t)).await;
+                let _ = tx.send(t).await;
             }
             live.feed = Some(tx);
         }
         let feed = live.feed.as_ref().expect("started above");
-        if feed.send(Msg::Tag(tag)).await.is_err() {
+        if feed.send(tag).await.is_err() {
             // The encoder gave up; `run` collects its reason.
             tracing::debug!("encoder feed closed");
         }
