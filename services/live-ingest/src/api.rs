@@ -6,6 +6,7 @@
 //! and the edges keep alive).
 
 use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -21,6 +22,10 @@ use crate::on_air::OnAir;
 
 const TITLE_MAX: usize = 200;
 const LIST_LIMIT: i64 = 100;
+/// A create request is a title: the body is bounded well below axum's 2 MB
+/// default, which any caller (the key is checked after the body is read)
+/// could otherwise make us buffer.
+pub const BODY_LIMIT: usize = 16 << 10;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -65,10 +70,14 @@ fn hidden() -> Response {
     shared::auth::hidden("live stream", "live-stream-not-found").into_response()
 }
 
-pub async fn create(State(on_air): State<OnAir>, caller: Caller, body: Bytes) -> Response {
+pub async fn create(State(on_air): State<OnAir>, caller: Caller, body: Result<Bytes, BytesRejection>) -> Response {
     let owner = match caller.require() {
         Ok(p) => p.id,
         Err(d) => return d.into_response(),
+    };
+    let body = match body {
+        Ok(b) => b,
+        Err(e) => return Problem::new(e.status(), "bad-body", "Request body refused", format!("Send a JSON object {{\"title\": \"…\"}} of at most {BODY_LIMIT} bytes: {e}")).into_response(),
     };
     let parsed: CreateBody = match serde_json::from_slice(&body) {
         Ok(b) => b,

@@ -8,8 +8,12 @@
 //! next key frame. More than `max_restarts` failures in one publish, and
 //! the publisher is dropped. Under load it degrades instead of lagging:
 //! media more than 3 s behind the publisher's real time (measured from its
-//! timestamps against our clock) is dropped up to a fresh key frame, and a
-//! new ffmpeg starts there, so latency stays bounded. Memory is bounded by the feed's capacity in tags
+//! timestamps against our clock) is dropped until the feed's backlog is
+//! gone, and a new ffmpeg starts at the next key frame, so latency stays
+//! bounded. The publisher's clock is measured again from there: a publisher
+//! that paused, or whose clock drifts, is behind for good by the old
+//! measure, and would otherwise never be fresh enough to start again.
+//! Audio and video timestamps are each checked for jumps (either way). Memory is bounded by the feed's capacity in tags
 //! (the publisher's socket waits when it is full) and the pipes' buffers.
 
 use std::os::fd::{FromRawFd, OwnedFd, RawFd};
@@ -80,9 +84,11 @@ impl Encoder {
         let _slot = self.slot.clone().lock_owned().await;
         let mut headers: Vec<Tag> = Vec::new();
         let mut restarts = 0u32;
-        let mut anchor: Option<Anchor> = None;
+        let mut catch_up = false;
         loop {
-            match self.once(&mut feed, &mut headers, &mut anchor).await {
+            let stop = self.once(&mut feed, &mut headers, catch_up).await;
+            catch_up = matches!(stop, Stop::Resync(_));
+            match stop {
                 Stop::Done => return Ok(()),
                 Stop::Resync(why) => {
                     self.metrics.encoder_restarts.inc();
@@ -106,7 +112,9 @@ impl Encoder {
         }
     }
 
-    async fn once(&self, feed: &mut mpsc::Receiver<Tag>, headers: &mut Vec<Tag>, anchor: &mut Option<Anchor>) -> Stop {
+    /// One ffmpeg, until it stops. `catch_up`: the last one was stopped to
+    /// resync, so tags queued in the feed are dropped until it is empty.
+    async fn once(&self, feed: &mut mpsc::Receiver<Tag>, headers: &mut Vec<Tag>, mut catch_up: bool) -> Stop {
         let (mut child, mut stdin, mut readers) = match self.spawn() {
             Ok(x) => x,
             Err(e) => return Stop::Restart(format!("could not start ffmpeg: {e:#}")),
@@ -119,7 +127,9 @@ impl Encoder {
             return Stop::Restart(format!("ffmpeg's stdin closed at once: {e}"));
         }
         let mut base: Option<u32> = None;
-        let mut last: Option<u32> = None;
+        // The previous timestamp of each kind (audio, video), and where the publisher's clock stood against ours.
+        let mut last: [Option<u32>; 2] = [None; 2];
+        let mut anchor: Option<Anchor> = None;
         let stop = loop {
             tokio::select! {
                 msg = feed.recv() => {
@@ -132,28 +142,31 @@ impl Encoder {
                         }
                         continue;
                     }
-                    if let Some(l) = last {
+                    let kind = usize::from(tag.kind == flv::Kind::Video);
+                    if let Some(l) = last[kind].replace(tag.timestamp) {
                         let step = i64::from(tag.timestamp.wrapping_sub(l) as i32);
-                        if step.abs() > JUMP_MS && tag.kind == flv::Kind::Video {
-                            *anchor = None;
+                        if step.abs() > JUMP_MS {
                             break Stop::Resync(format!("the publisher's timestamps jumped by {step} ms"));
                         }
+                    }
+                    if catch_up {
+                        // The backlog is what was queued while the last encoder fell behind.
+                        if !feed.is_empty() {
+                            continue;
+                        }
+                        catch_up = false;
                     }
                     let a = *anchor.get_or_insert(Anchor { ts: tag.timestamp, at: std::time::Instant::now() });
                     let lag = a.lag_ms(tag.timestamp);
                     if base.is_some() && lag > BEHIND_MS {
                         break Stop::Resync(format!("the encoder fell {lag} ms behind the publisher's real time; the backlog is dropped"));
                     }
-                    // Start at a key frame, with the audio from then on, once the backlog is drained.
-                    let fresh = lag <= BEHIND_MS / 3;
-                    let Some(b) = base.or_else(|| (tag.is_key_frame() && fresh).then_some(tag.timestamp)) else { continue };
+                    // Start at a key frame, with the audio from then on.
+                    let Some(b) = base.or_else(|| tag.is_key_frame().then_some(tag.timestamp)) else { continue };
                     base = Some(b);
                     let rel = tag.timestamp.wrapping_sub(b);
                     if (rel as i32) < 0 {
                         continue;
-                    }
-                    if tag.kind == flv::Kind::Video {
-                        last = Some(tag.timestamp);
                     }
                     if stdin.write_all(&flv::encode(&tag, rel)).await.is_err() {
                         break Stop::Restart("ffmpeg stopped reading".into());

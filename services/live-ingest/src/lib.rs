@@ -12,6 +12,7 @@
 //! - [`events`] — `/api/v1/live/{id}/events`: state changes as server-sent events.
 //! - [`rtmp`] — the RTMP listener and one publisher's connection.
 //! - [`flv`] — publisher media as FLV for the encoder; codec checks.
+//! - [`input`] — the ingest's real size and rate against the limits.
 //! - [`on_air`] — broadcasts on air, who may publish, ending after the grace period.
 //! - [`broadcast`] — one broadcast: renditions, publisher, grace.
 //! - [`ladder`] — the live ladder as ffmpeg arguments.
@@ -31,6 +32,7 @@ pub mod dvr;
 pub mod encoder;
 pub mod events;
 pub mod flv;
+pub mod input;
 pub mod ladder;
 pub mod master;
 pub mod metrics;

@@ -21,6 +21,7 @@ use tokio::sync::mpsc;
 
 use crate::encoder::{Encoder, FEED_TAGS};
 use crate::flv::{Kind, Tag};
+use crate::input::{Input, OverLimit};
 use crate::on_air::{OnAir, Publishing, Refusal};
 
 /// The one RTMP application name publishers use (`rtmp://host/live/KEY`).
@@ -68,6 +69,7 @@ struct Live {
     pending: Vec<Tag>,
     saw_audio: bool,
     checked: [bool; 2],
+    input: Input,
 }
 
 struct Connection {
@@ -187,7 +189,7 @@ impl Connection {
                 match self.on_air.publish(&stream_key).await {
                     Ok(publishing) => {
                         tracing::info!(peer = %self.peer, stream = %publishing.broadcast.stream.id, broadcast = %publishing.broadcast.id, resumed = publishing.resumed, "publisher accepted");
-                        self.live = Some(Live { publishing, feed: None, encoder: None, pending: Vec::new(), saw_audio: false, checked: [false; 2] });
+                        self.live = Some(Live { publishing, feed: None, encoder: None, pending: Vec::new(), saw_audio: false, checked: [false; 2], input: Input::default() });
                         self.last_media = Instant::now();
                         let r = self.session().accept_request(request_id);
                         self.respond(r).await
@@ -205,12 +207,8 @@ impl Connection {
                 }
             }
             ServerSessionEvent::StreamMetadataChanged { metadata, .. } => {
-                let limits = &self.on_air.settings.limits;
-                if let Some(h) = metadata.video_height.filter(|h| *h > limits.max_height) {
-                    return self.refuse(Refusal::InputTooLarge, &format!("ingest height {h} is over the limit of {}", limits.max_height));
-                }
-                if let Some(f) = metadata.video_frame_rate.filter(|f| *f > limits.max_fps + 0.5) {
-                    return self.refuse(Refusal::InputTooLarge, &format!("ingest frame rate {f} is over the limit of {}", limits.max_fps));
+                if let Err(OverLimit(why)) = Input::metadata(&self.on_air.settings.limits, &metadata) {
+                    return self.refuse(Refusal::InputTooLarge, &why);
                 }
                 self.metadata = Some(metadata);
                 Ok(())
@@ -236,6 +234,15 @@ impl Connection {
                 return self.refuse(Refusal::UnsupportedCodec, &u.0);
             }
         }
+        let limits = &self.on_air.settings.limits;
+        let checked = match tag.kind {
+            Kind::Video if tag.is_sequence_header() => live.input.sequence_header(limits, &tag.body),
+            Kind::Video => live.input.frame(limits, tag.timestamp),
+            Kind::Audio => Ok(()),
+        };
+        if let Err(OverLimit(why)) = checked {
+            return self.refuse(Refusal::InputTooLarge, &why);
+        }
         self.on_air.metrics.ingest_bytes.inc_by(tag.body.len() as u64);
         live.publishing.broadcast.ingest.lock().unwrap_or_else(|p| p.into_inner()).add(tag.body.len(), tag.kind == Kind::Video && !tag.is_sequence_header());
         if live.feed.is_none() {
@@ -250,7 +257,8 @@ impl Connection {
             if !tag.is_key_frame() {
                 return Ok(());
             }
-            let height = self.metadata.as_ref().and_then(|m| m.video_height);
+            // The SPS is what the decoder gets; metadata only when there was none.
+            let height = live.input.size.map(|(_, h)| h).or_else(|| self.metadata.as_ref().and_then(|m| m.video_height));
             let audio = self.metadata.as_ref().and_then(|m| m.audio_codec_id).is_some() || live.saw_audio;
             let settings = self.on_air.settings.clone();
             let b = live.publishing.broadcast.clone();
