@@ -10,11 +10,15 @@
 //! and only then leaves the table, so a request never finds neither the
 //! object nor its flight.
 //!
-//! Only objects whose size is known and within EDGE_MAX_OBJECT_BYTES are
-//! buffered; the head of anything larger says so and each request streams
-//! it from the origin itself, keeping memory bounded. So are all flights
-//! together: each reserves its length against EDGE_FLIGHT_BYTES
-//! ([`FlightBudget`]) and spills to pass-through when it does not fit.
+//! Only objects within EDGE_MAX_OBJECT_BYTES are buffered; the head of
+//! anything larger says so and each request streams it from the origin
+//! itself, keeping memory bounded. So are all flights together: each
+//! reserves its length against EDGE_FLIGHT_BYTES ([`FlightBudget`]) and
+//! spills to pass-through when it does not fit. An answer without a
+//! length (the live origin streams a part while the encoder writes it)
+//! reserves [`UNSIZED_RESERVE`] and is coalesced like any other: every
+//! waiting viewer gets its chunks as they come; one that outgrows the
+//! reservation fails, and that key passes through from then on.
 //!
 //! A 404 is remembered briefly ([`crate::negative`]) before its flight
 //! leaves the table, like a stored object; no other error is kept (a 403
@@ -46,6 +50,9 @@ use crate::negative::NotFound;
 use crate::object::{CachedObject, Freshness};
 use crate::tiers::Tiers;
 
+/// What a flight without a length reserves: far above a live part (a
+/// third of a second at the top rung is about 120 KB), far below the budget.
+pub const UNSIZED_RESERVE: u64 = 8 << 20;
 /// Error bodies (problem details) are small; a larger one is cut off.
 const MAX_ERROR_BODY: u64 = 64 << 10;
 
@@ -53,7 +60,8 @@ const MAX_ERROR_BODY: u64 = 64 << 10;
 #[derive(Debug)]
 pub enum Head {
     /// Status and headers; the body follows as chunks.
-    Response { status: StatusCode, headers: HeaderMap, len: u64 },
+    /// `len`: None while an answer without a length is still arriving.
+    Response { status: StatusCode, headers: HeaderMap, len: Option<u64> },
     /// The origin confirmed the stale copy (304): here it is, fresh again.
     Refreshed(Arc<CachedObject>),
     /// Too large (or of unknown size) to buffer: fetch it yourself.
@@ -91,7 +99,7 @@ impl Flight {
         let f = Self::new();
         let len = not_found.body.len() as u64;
         f.update(|s| {
-            s.head = Some(Arc::new(Head::Response { status: StatusCode::NOT_FOUND, headers: not_found.headers.clone(), len }));
+            s.head = Some(Arc::new(Head::Response { status: StatusCode::NOT_FOUND, headers: not_found.headers.clone(), len: Some(len) }));
             s.chunks.push(not_found.body.clone());
             s.end = Some(Ok(()));
         });
@@ -280,11 +288,13 @@ impl Flights {
         let headers = keep(res.headers());
         let freshness = Freshness::from_headers(&headers).filter(|_| status == StatusCode::OK);
         let limit = if status == StatusCode::OK { self.max_object } else { MAX_ERROR_BODY };
-        let Some(len) = res.content_length().filter(|l| *l <= limit) else {
+        let len = res.content_length();
+        if len.is_some_and(|l| l > limit) {
             self.too_large.insert(key.to_owned(), ());
             return flight.update(|s| s.head = Some(Arc::new(Head::TooLarge)));
-        };
-        let Some(reservation) = self.budget.reserve(len) else {
+        }
+        let reserved = len.unwrap_or(limit.min(UNSIZED_RESERVE));
+        let Some(reservation) = self.budget.reserve(reserved) else {
             return flight.update(|s| s.head = Some(Arc::new(Head::Spilled)));
         };
         flight.update(|s| {
@@ -297,15 +307,18 @@ impl Flights {
             match chunk {
                 Ok(c) => {
                     got += c.len() as u64;
-                    if got > limit {
-                        return flight.update(|s| s.end = Some(Err("origin sent more than its Content-Length".into())));
+                    if got > reserved {
+                        if len.is_none() {
+                            self.too_large.insert(key.to_owned(), ());
+                        }
+                        return flight.update(|s| s.end = Some(Err(format!("origin sent more than {reserved} bytes (its Content-Length, or the reservation for an answer without one)"))));
                     }
                     flight.update(|s| s.chunks.push(c));
                 }
                 Err(e) => return flight.update(|s| s.end = Some(Err(format!("origin body: {e}")))),
             }
         }
-        if got != len {
+        if let Some(len) = len.filter(|l| *l != got) {
             return flight.update(|s| s.end = Some(Err(format!("origin sent {got} of {len} bytes"))));
         }
         let remembered = freshness.is_some() || (status == StatusCode::NOT_FOUND && !no_store(&headers));

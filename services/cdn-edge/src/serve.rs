@@ -277,14 +277,28 @@ fn from_stale(stale: Option<(Arc<CachedObject>, bool)>, v: &Viewer) -> Response 
 /// Streams a response out of a flight, for a viewer already admitted: the
 /// same 304/206/416 rules as a cached object, applied to the head as soon
 /// as it is known.
-async fn from_flight(flight: Arc<Flight>, status: StatusCode, h: &HeaderMap, total: u64, v: &Viewer<'_>, signed: bool) -> Response {
+async fn from_flight(flight: Arc<Flight>, status: StatusCode, h: &HeaderMap, total: Option<u64>, v: &Viewer<'_>, signed: bool) -> Response {
     let tag = if status == StatusCode::OK && is_playlist(h) { v.tag(signed) } else { String::new() };
+    let failed = |e: std::io::Error| Problem::new(StatusCode::BAD_GATEWAY, "origin-body-failed", "Origin failed mid-body", e.to_string()).into_response();
     let res = if !tag.is_empty() {
         match flight.collect().await {
             Ok(body) => tagged(&body, &tag, v.method),
-            Err(e) => Problem::new(StatusCode::BAD_GATEWAY, "origin-body-failed", "Origin failed mid-body", e.to_string()).into_response(),
+            Err(e) => failed(e),
+        }
+    } else if let Some(res) = streamed_unsized(&flight, status, h, total, v) {
+        // Streamed as it arrives, without a length.
+        res
+    } else if total.is_none() {
+        // A range or a HEAD of an answer without a length: once it is all here.
+        match flight.clone().collect().await {
+            Ok(body) => shape(status, h, body.len() as u64, v.headers).map_or_else(|answered| answered, |(res, from, to)| {
+                let b = if *v.method == Method::HEAD || body.is_empty() { Body::empty() } else { Body::from(body.slice(from as usize..=to as usize)) };
+                res.body(b).expect("valid response")
+            }),
+            Err(e) => failed(e),
         }
     } else {
+        let total = total.expect("checked above");
         match shape(status, h, total, v.headers) {
             Err(answered) => answered,
             Ok((res, from, to)) => {
@@ -298,6 +312,22 @@ async fn from_flight(flight: Arc<Flight>, status: StatusCode, h: &HeaderMap, tot
     } else {
         res
     }
+}
+
+/// A plain GET of an answer still arriving without a length: its chunks as
+/// they come, chunked (no Content-Length). None for anything else.
+fn streamed_unsized(flight: &Arc<Flight>, status: StatusCode, h: &HeaderMap, total: Option<u64>, v: &Viewer<'_>) -> Option<Response> {
+    if total.is_some() || *v.method != Method::GET || v.headers.contains_key(header::RANGE) {
+        return None;
+    }
+    if status == StatusCode::OK {
+        if let Some(res) = shared::delivery::not_modified(v.headers, h) {
+            return Some(res);
+        }
+    }
+    let mut res = Response::builder().status(status);
+    res.headers_mut().expect("valid builder").extend(h.clone());
+    Some(res.body(Body::from_stream(flight.clone().body(0, u64::MAX - 1))).expect("valid response"))
 }
 
 /// A response from a cached object: 304 for a matching If-None-Match, 206

@@ -176,6 +176,54 @@ async fn waiting_requests_get_the_first_bytes_before_the_object_is_complete() {
 }
 
 #[tokio::test]
+async fn a_live_part_streamed_without_a_length_is_one_flight_whose_chunks_reach_every_waiter() {
+    // The live origin streams a part while the encoder writes it: chunked,
+    // no Content-Length. It answers one request only: a second fetch would hang.
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let live = format!("http://{}", listener.local_addr().unwrap());
+    let (release_tx, release_rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        let (mut sock, _) = listener.accept().await.unwrap();
+        let mut buf = [0u8; 4096];
+        let _ = sock.read(&mut buf).await.unwrap();
+        let head = "HTTP/1.1 200 OK\r\ncontent-type: video/iso.segment\r\ncache-control: public, max-age=31536000, immutable\r\ntransfer-encoding: chunked\r\n\r\n4\r\nhalf\r\n";
+        sock.write_all(head.as_bytes()).await.unwrap();
+        sock.flush().await.unwrap();
+        let _ = release_rx.await;
+        sock.write_all(b"4\r\nrest\r\n0\r\n\r\n").await.unwrap();
+        sock.flush().await.unwrap();
+        // Hold the connection open: the edge must not need it again.
+        tokio::time::sleep(Duration::from_secs(30)).await;
+    });
+    let world = shared::testing::World::new().await;
+    let edge = edge(&world, &live, &[("LIVE_ORIGIN_URL", live.clone())]).await;
+    let url = format!("{}/live/{}/{}/720p/part-3-1.m4s", edge.url(), uuid::Uuid::new_v4(), uuid::Uuid::new_v4());
+    let mut waiters = Vec::new();
+    for _ in 0..20 {
+        waiters.push(client().get(&url).send().await.unwrap());
+    }
+    for r in &mut waiters {
+        assert!(r.headers().get("content-length").is_none(), "a length the edge cannot know yet");
+        let chunk = tokio::time::timeout(Duration::from_secs(5), r.chunk()).await.expect("the first chunk before the part is complete").unwrap().unwrap();
+        assert_eq!(&chunk[..], b"half");
+    }
+    release_tx.send(()).unwrap();
+    for r in waiters {
+        assert_eq!(&r.bytes().await.unwrap()[..], b"rest");
+    }
+    assert_eq!(metric(&edge.url(), "edge_origin_fetches_total").await, 1.0);
+    // Complete, it is a cached object like any other: a length, ranges.
+    let again = client().get(&url).send().await.unwrap();
+    assert_eq!(again.headers()["content-length"], "8");
+    assert_eq!(&again.bytes().await.unwrap()[..], b"halfrest");
+    let range = client().get(&url).header("range", "bytes=2-5").send().await.unwrap();
+    assert_eq!(range.status(), 206);
+    assert_eq!(&range.bytes().await.unwrap()[..], b"lfre");
+    assert_eq!(metric(&edge.url(), "edge_origin_fetches_total").await, 1.0);
+}
+
+#[tokio::test]
 async fn with_the_origin_down_edges_serve_cached_and_stale_objects_and_the_disk_tier_survives_a_restart() {
     let c = Catalogue::new().await;
     let policy = [("CACHE_CONTROL_PLAYLIST", "public, max-age=1, stale-while-revalidate=1, stale-if-error=600".to_owned())];

@@ -4,10 +4,15 @@
 //! interval, no scene-cut key frames) so a player switching rungs lands on
 //! a segment boundary, and one AAC rendition.
 //!
-//! Fragments are cut just under the part target, so each becomes one LL-HLS
-//! part: ffmpeg closes a fragment before the first packet whose start is at
-//! least `-frag_duration` past the fragment's start, so the limit is set
-//! half a frame (video) or one AAC frame (audio) under the target.
+//! Video fragments are chunks of a part: a part of ten frames is written as
+//! two fragments of five, so the origin can stream the first half of a
+//! part while x264 encodes the second (ffmpeg writes a fragment only once it
+//! is complete). Chunks divide the part and the key frame interval, so
+//! parts and segments still start on key frames. ffmpeg closes a fragment
+//! before the first packet whose start is at least `-frag_duration` past
+//! the fragment's start, so the limit is set half a frame under the chunk.
+//! Audio fragments are whole parts (an AAC frame under the target): audio
+//! parts are small, and a moof per chunk would cost more than it saves.
 
 use std::time::Duration;
 
@@ -41,6 +46,13 @@ fn fragment_flags(args: &mut Vec<String>, frag: Duration) {
     args.push(frag.as_micros().to_string());
 }
 
+/// Frames per video chunk: the largest divisor of a part's frames that is
+/// at most half of them and at least three frames (a moof per frame would
+/// cost more than it saves); a part that cannot be so divided is one chunk.
+fn chunk_frames(part_frames: u32) -> u32 {
+    (3..=part_frames / 2).rev().find(|d| part_frames % d == 0).unwrap_or(part_frames)
+}
+
 /// ffmpeg's arguments for `outputs`, rendition `i` on fd `FIRST_FD + i`.
 pub fn arguments(enc: &EncoderSettings, part_target: Duration, outputs: &[Output]) -> Vec<String> {
     let mut a: Vec<String> = ["-hide_banner", "-loglevel", "error", "-nostats", "-probesize", "65536", "-analyzeduration", "500000", "-f", "flv", "-i", "pipe:0"]
@@ -61,6 +73,8 @@ pub fn arguments(enc: &EncoderSettings, part_target: Duration, outputs: &[Output
     a.push(graph);
     let gop = (enc.keyframe_interval.0.as_secs_f64() * enc.fps as f64).round().max(1.0) as u32;
     let frame = Duration::from_secs_f64(1.0 / enc.fps as f64);
+    let part_frames = ((part_target.as_secs_f64() * enc.fps as f64) + 1e-6).floor().max(1.0) as u32;
+    let chunk = Duration::from_secs_f64(f64::from(chunk_frames(part_frames)) / enc.fps as f64);
     let mut v = 0;
     for (i, o) in outputs.iter().enumerate() {
         match o {
@@ -75,7 +89,7 @@ pub fn arguments(enc: &EncoderSettings, part_target: Duration, outputs: &[Output
                 a.extend(["-force_key_frames".into(), format!("expr:gte(t,n_forced*{})", enc.keyframe_interval.0.as_secs_f64())]);
                 a.extend(["-b:v".into(), format!("{kbps}k"), "-maxrate".into(), format!("{}k", kbps * 11 / 10), "-bufsize".into(), format!("{kbps}k")]);
                 a.push("-an".into());
-                fragment_flags(&mut a, part_target.saturating_sub(frame / 2));
+                fragment_flags(&mut a, chunk.saturating_sub(frame / 2));
             }
             Output::Audio { kbps } => {
                 for x in ["-map", "0:a:0", "-c:a", "aac", "-ar", "48000", "-ac", "2", "-vn"] {
@@ -110,8 +124,19 @@ mod tests {
         assert!(a.contains("[0:v]fps=30,split=2[s0][s1];[s0]scale=-2:'min(720,ih)',format=yuv420p[v0];[s1]scale=-2:'min(360,ih)'"), "{a}");
         assert_eq!(a.matches("-g 30 -keyint_min 30").count(), 2);
         assert_eq!(a.matches("-sc_threshold 0").count(), 2);
-        assert!(a.contains("-frag_duration 483333 pipe:3"), "{a}");
-        assert!(a.contains("-frag_duration 483333 pipe:4"), "{a}");
+        // Parts of 15 frames in chunks of 5: a chunk less half a frame.
+        assert!(a.contains("-frag_duration 150000 pipe:3"), "{a}");
+        assert!(a.contains("-frag_duration 150000 pipe:4"), "{a}");
         assert!(a.contains("-map 0:a:0") && a.contains("-frag_duration 478666 pipe:5"), "{a}");
+    }
+
+    #[test]
+    fn chunks_divide_parts_into_pieces_of_at_least_three_frames() {
+        assert_eq!(chunk_frames(10), 5);
+        assert_eq!(chunk_frames(15), 5);
+        assert_eq!(chunk_frames(12), 6);
+        assert_eq!(chunk_frames(7), 7);
+        assert_eq!(chunk_frames(5), 5);
+        assert_eq!(chunk_frames(1), 1);
     }
 }

@@ -6,7 +6,11 @@
 //!   answer 400 for a request past the Advance Part Limit (RFC 8216bis
 //!   §6.2.5.2). `_HLS_skip=YES` gets a delta update.
 //! - A part not written yet but next in line (the preload hint) is held
-//!   until it is complete, then sent whole (§6.2.6 lets the server block).
+//!   until its first chunk exists (§6.2.6 lets the server block), then
+//!   streamed chunk by chunk as the encoder writes them; the edges pass
+//!   the chunks on to every viewer waiting in the same flight. A part the
+//!   encoder abandons mid-way (it died) ends the response with an error,
+//!   so no cache keeps half of it.
 //! - Objects are under the broadcast's id, so every URL names one immutable
 //!   thing forever: parts, segments and init segments are cached for a
 //!   year. Playlists live about a part (`max-age=1`, the HTTP minimum);
@@ -15,9 +19,10 @@
 //!   (msn, part) from cache.
 //! - Segments older than memory holds come from the DVR recording in S3.
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use axum::body::Body;
+use axum::body::{Body, Bytes};
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -81,7 +86,7 @@ pub async fn get_object(State(on_air): State<OnAir>, Path((playback, broadcast, 
             Some(bytes) => body("video/mp4", HeaderValue::from_static(IMMUTABLE), bytes),
             None => problem(StatusCode::NOT_FOUND, "no-object", "No such init segment", "This rendition has no init segment of that generation."),
         },
-        Object::Part { msn, index } => part(&r, msn, index, patience).await,
+        Object::Part { msn, index } => part(r.clone(), msn, index, patience).await,
         Object::Segment { msn } => match r.segment(msn) {
             Some(bytes) => body("video/iso.segment", HeaderValue::from_static(IMMUTABLE), bytes),
             None => from_dvr(&on_air, &b, &r, msn).await,
@@ -132,17 +137,65 @@ async fn wait_for(r: &Rendition, want: Want, patience: Duration, on_air: &OnAir)
     }
 }
 
-async fn part(r: &Rendition, msn: u64, index: u32, patience: Duration) -> Response {
+async fn part(r: Arc<Rendition>, msn: u64, index: u32, patience: Duration) -> Response {
     let mut changes = r.subscribe();
     let deadline = Instant::now() + patience;
     loop {
         match r.part(msn, index) {
             PartLookup::Here(bytes) => return body("video/iso.segment", HeaderValue::from_static(IMMUTABLE), bytes),
+            PartLookup::Writing(_) => break,
             PartLookup::Gone => return problem(StatusCode::NOT_FOUND, "no-part", "No such part", "This part is not in the playlist's window, or was never written (a preload hint the encoder did not follow)."),
             PartLookup::Soon => {}
         }
         if !matches!(tokio::time::timeout_at(deadline, changes.changed()).await, Ok(Ok(()))) {
             return problem(StatusCode::SERVICE_UNAVAILABLE, "not-yet", "Not available yet", "The part was not written within three target durations. Retry.");
+        }
+    }
+    let growing = Growing { r, msn, index, changes, deadline, sent_chunks: 0, sent_bytes: 0, done: false };
+    body("video/iso.segment", HeaderValue::from_static(IMMUTABLE), Body::from_stream(futures::stream::unfold(growing, Growing::next)))
+}
+
+/// A part streamed while it is written: what was sent of it, chunks and bytes.
+struct Growing {
+    r: Arc<Rendition>,
+    msn: u64,
+    index: u32,
+    changes: tokio::sync::watch::Receiver<u64>,
+    deadline: Instant,
+    sent_chunks: usize,
+    sent_bytes: usize,
+    done: bool,
+}
+
+impl Growing {
+    async fn next(mut self) -> Option<(std::io::Result<Bytes>, Self)> {
+        if self.done {
+            return None;
+        }
+        loop {
+            match self.r.part(self.msn, self.index) {
+                PartLookup::Writing(chunks) if chunks.len() > self.sent_chunks => {
+                    let new: Bytes = chunks[self.sent_chunks..].concat().into();
+                    self.sent_chunks = chunks.len();
+                    self.sent_bytes += new.len();
+                    return Some((Ok(new), self));
+                }
+                PartLookup::Writing(_) => {}
+                // Complete: the rest of it (its last fragment).
+                PartLookup::Here(bytes) if bytes.len() >= self.sent_bytes => {
+                    self.done = true;
+                    let rest = bytes.slice(self.sent_bytes..);
+                    return Some((Ok(rest), self));
+                }
+                PartLookup::Here(_) | PartLookup::Soon | PartLookup::Gone => {
+                    self.done = true;
+                    return Some((Err(std::io::Error::other("the encoder abandoned this part while it was being written")), self));
+                }
+            }
+            if !matches!(tokio::time::timeout_at(self.deadline, self.changes.changed()).await, Ok(Ok(()))) {
+                self.done = true;
+                return Some((Err(std::io::Error::other("the part was not completed within three target durations")), self));
+            }
         }
     }
 }

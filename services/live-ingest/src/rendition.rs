@@ -1,6 +1,6 @@
 //! One rendition of a broadcast: its packager, the objects viewers fetch
-//! from memory (every init segment, the parts still listed, the newest
-//! segments), a change signal blocking requests wait on, and the hand-off
+//! from memory (every init segment, the parts still listed and the chunks
+//! of the one being written, the newest segments), a change signal blocking requests wait on, and the hand-off
 //! of every complete segment and init segment to the DVR recorder.
 //!
 //! Memory is bounded: parts older than the segments kept are dropped, and
@@ -44,6 +44,8 @@ struct Inner {
     generation: u32,
     inits: HashMap<u32, Bytes>,
     parts: BTreeMap<(u64, u32), Bytes>,
+    /// The part being written (the preload hint's, usually) and its chunks so far.
+    open: Option<((u64, u32), Vec<Bytes>)>,
     segments: BTreeMap<u64, Bytes>,
     memory_segments: usize,
     /// From the first init's sample entry (`avc1.64001f`, `mp4a.40.2`).
@@ -59,6 +61,8 @@ struct Inner {
 /// Where a part request stands.
 pub enum PartLookup {
     Here(Bytes),
+    /// Being written: its chunks so far (at least one).
+    Writing(Vec<Bytes>),
     /// Not written yet, but the next few parts: wait for it.
     Soon,
     Gone,
@@ -71,6 +75,7 @@ impl Rendition {
             generation: 0,
             inits: HashMap::new(),
             parts: BTreeMap::new(),
+            open: None,
             segments: BTreeMap::new(),
             memory_segments,
             codecs: None,
@@ -87,7 +92,8 @@ impl Rendition {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Encoder bytes read at `now`. An error: this encoder's output cannot
+    /// Encoder bytes read at `now`. Every output wakes the waiters: a
+    /// chunk of the open part too, for those streaming it. An error: this encoder's output cannot
     /// be packaged further (the caller restarts the encoder).
     pub fn ingest(&self, bytes: &[u8], now: SystemTime) -> anyhow::Result<()> {
         let mut g = self.lock();
@@ -134,7 +140,16 @@ impl Rendition {
                     self.recorder.init(&self.name, generation, bytes.clone());
                     g.inits.insert(generation, bytes);
                 }
+                Output::Chunk { msn, index, bytes } => {
+                    let open = g.open.get_or_insert_with(|| ((msn, index), Vec::new()));
+                    if open.0 != (msn, index) {
+                        *open = ((msn, index), Vec::new());
+                    }
+                    open.1.push(Bytes::from(bytes));
+                }
                 Output::Part { msn, index, bytes, .. } => {
+                    // The packager writes one part at a time: this closes the open one.
+                    g.open = None;
                     g.parts.insert((msn, index), Bytes::from(bytes));
                 }
                 Output::Segment { msn, bytes } => {
@@ -205,6 +220,9 @@ impl Rendition {
         let g = self.lock();
         if let Some(b) = g.parts.get(&(msn, index)) {
             return PartLookup::Here(b.clone());
+        }
+        if let Some((_, chunks)) = g.open.as_ref().filter(|(key, _)| *key == (msn, index)) {
+            return PartLookup::Writing(chunks.clone());
         }
         let timeline = g.packager.timeline();
         if timeline.ended() {

@@ -163,6 +163,37 @@ async fn a_published_stream_plays_as_ll_hls_through_the_edges_refuses_intruders_
     assert_eq!(part_res.status(), StatusCode::OK);
     assert!(part_res.headers()["cache-control"].to_str().unwrap().contains("immutable"));
     assert!(!part_res.bytes().await.unwrap().is_empty());
+    // A hinted part is streamed while the encoder writes it, through NGINX
+    // and the edge: its first chunk (a fragment) comes before the rest,
+    // without a length, and the bytes are those of the complete part.
+    let hint_of = |playlist: &str| playlist.lines().find(|l| l.starts_with("#EXT-X-PRELOAD-HINT")).and_then(|l| attr(l, "URI")).expect("a preload hint").to_owned();
+    let mut streamed = None;
+    for _ in 0..5 {
+        // Block until the hinted part is complete: the next hint is being written now.
+        let (_, now) = get_text(&viewer, &media_url).await;
+        let n: Vec<u64> = hint_of(&now).trim_start_matches("part-").trim_end_matches(".m4s").split('-').map(|x| x.parse().unwrap()).collect();
+        let (_, fresh) = get_text(&viewer, &format!("{media_url}?_HLS_msn={}&_HLS_part={}", n[0], n[1])).await;
+        let url = format!("{base}{}", top.replace("index.m3u8", &hint_of(&fresh)));
+        let started = Instant::now();
+        let mut res = viewer.get(&url).send().await.unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+        let lengthless = res.headers().get("content-length").is_none();
+        let (mut body, mut first_at) = (Vec::new(), None);
+        while let Some(c) = res.chunk().await.unwrap() {
+            first_at.get_or_insert(started.elapsed());
+            body.extend_from_slice(&c);
+        }
+        let spread = started.elapsed() - first_at.expect("a body");
+        if lengthless && spread >= Duration::from_millis(50) {
+            streamed = Some((url, body, spread));
+            break;
+        }
+    }
+    let (url, body, spread) = streamed.expect("no hinted part came streamed, first chunk well before the rest, in five tries");
+    let whole = viewer.get(&url).send().await.unwrap();
+    assert!(whole.headers().get("content-length").is_some(), "complete, it is cached with its length");
+    assert_eq!(body, whole.bytes().await.unwrap().to_vec(), "streamed bytes differ from the complete part");
+    eprintln!("a hinted part's first chunk came {spread:?} before its last byte");
     let (_, skipped) = get_text(&viewer, &format!("{media_url}?_HLS_skip=YES")).await;
     assert!(skipped.starts_with("#EXTM3U"));
     // Bad requests get problems, not hangs.

@@ -4,8 +4,15 @@
 //! its fragments) once the timeline closes it.
 //!
 //! ffmpeg cuts the fragments (`-frag_duration` at most the part target, a
-//! new fragment at every key frame); this decides which of them begin a
-//! segment, through [`Timeline::push`]. Program date-times come from the
+//! new fragment at every key frame); a part is one fragment or several
+//! (chunks: ffmpeg writes a fragment only once it is complete, so a part of
+//! two fragments can be served half-written). A part closes as soon as the
+//! next fragment, as long as the last one, would not fit the part target,
+//! or when a key frame begins the next fragment. Its place is fixed when
+//! its first fragment comes ([`Timeline::position`]), so each fragment of
+//! an open part is output as a [`Output::Chunk`] under the part's name;
+//! [`Timeline::push`] decides at its close which parts begin a
+//! segment. Program date-times come from the
 //! ingest clock: the wall time the caller gives with the first fragment,
 //! less that fragment's duration (it was captured that long before it was
 //! complete), advanced by media time after it, so the clock of the
@@ -26,6 +33,9 @@ use crate::isobmff::{fragment, init_info, split::TopBox, Fragment, InitInfo, Spl
 pub enum Output {
     /// The init segment (`ftyp` + `moov`), `init-{generation}.mp4`: again after an encoder restart.
     Init { generation: u32, bytes: Vec<u8> },
+    /// A fragment of part `(msn, index)`, which is still open: its bytes so far grow by these.
+    Chunk { msn: u64, index: u32, bytes: Vec<u8> },
+    /// A complete part: all its bytes (its chunks', if it had any, and the last fragment's).
     Part { msn: u64, index: u32, independent: bool, bytes: Vec<u8> },
     /// A segment the timeline closed: its parts' bytes.
     Segment { msn: u64, bytes: Vec<u8> },
@@ -45,12 +55,28 @@ pub struct Packager {
     anchor: Option<(u64, SystemTime)>,
     /// The open segment's msn and bytes so far.
     segment: Option<(u64, Vec<u8>)>,
+    /// The part being written, fragment by fragment.
+    open: Option<OpenPart>,
+}
+
+/// A part whose fragments are still coming.
+#[derive(Debug)]
+struct OpenPart {
+    msn: u64,
+    index: u32,
+    independent: bool,
+    /// Program date-time of its first frame.
+    at: SystemTime,
+    duration: Duration,
+    /// The newest fragment's duration: the next one is expected as long.
+    last: Duration,
+    bytes: Vec<u8>,
 }
 
 impl Packager {
     /// `max_box`: the largest box accepted from the encoder (memory bound).
     pub fn new(shape: Shape, max_box: usize) -> Self {
-        Self { splitter: Splitter::new(max_box), max_box, timeline: Timeline::new(shape), ftyp: None, init: None, moof: None, anchor: None, segment: None }
+        Self { splitter: Splitter::new(max_box), max_box, timeline: Timeline::new(shape), ftyp: None, init: None, moof: None, anchor: None, segment: None, open: None }
     }
 
     pub fn timeline(&self) -> &Timeline {
@@ -78,6 +104,8 @@ impl Packager {
         self.moof = None;
         let mut out = Vec::new();
         if self.init.take().is_some() {
+            // What it wrote of the open part is a (short) part: viewers may be reading it.
+            let _ = self.close_part(&mut out);
             self.close_segment(&mut out);
             self.timeline.restart_media();
             self.anchor = None;
@@ -87,8 +115,11 @@ impl Packager {
 
     /// The encoder stopped for good: the open segment closes and the playlist ends.
     pub fn finish(&mut self) -> Vec<Output> {
+        let mut out = Vec::new();
+        let _ = self.close_part(&mut out);
         self.timeline.end();
-        self.segment.take().map(|(msn, bytes)| Output::Segment { msn, bytes }).into_iter().collect()
+        self.close_segment(&mut out);
+        out
     }
 
     fn top_box(&mut self, b: TopBox, now: SystemTime, out: &mut Vec<Output>) -> anyhow::Result<()> {
@@ -99,6 +130,7 @@ impl Packager {
                 let info = init_info(&b.bytes)?;
                 if self.init.is_some() {
                     // A restarted encoder: its media does not continue the old one's.
+                    self.close_part(out)?;
                     self.close_segment(out);
                     self.timeline.restart_media();
                     self.anchor = None;
@@ -124,15 +156,46 @@ impl Packager {
     fn part(&mut self, bytes: Vec<u8>, f: Fragment, now: SystemTime, out: &mut Vec<Output>) -> anyhow::Result<()> {
         let ts = self.init.as_ref().expect("checked at the moof").timescale as u128;
         let ticks = |t: u64| Duration::from_nanos(u64::try_from(t as u128 * 1_000_000_000 / ts).unwrap_or(u64::MAX));
-        // The first fragment's first frame was captured a fragment's duration before it was complete.
-        let (dt0, wall0) = *self.anchor.get_or_insert((f.decode_time, now.checked_sub(ticks(f.duration)).unwrap_or(now)));
-        let at = wall0 + ticks(f.decode_time.saturating_sub(dt0));
-        let (msn, index) = self.timeline.push(Part { duration: ticks(f.duration), independent: f.independent }, at)?;
-        if self.segment.as_ref().is_some_and(|(open, _)| *open != msn) {
+        let duration = ticks(f.duration);
+        let target = self.timeline.shape().part_target;
+        // A key frame begins a part; so does a fragment the open part has no room for.
+        if self.open.as_ref().is_some_and(|o| f.independent || o.duration + duration > target) {
+            self.close_part(out)?;
+        }
+        match &mut self.open {
+            Some(open) => {
+                open.bytes.extend_from_slice(&bytes);
+                open.duration += duration;
+                open.last = duration;
+            }
+            None => {
+                // The first fragment's first frame was captured a fragment's duration before it was complete.
+                let (dt0, wall0) = *self.anchor.get_or_insert((f.decode_time, now.checked_sub(duration).unwrap_or(now)));
+                let at = wall0 + ticks(f.decode_time.saturating_sub(dt0));
+                let (msn, index) = self.timeline.position(f.independent);
+                self.open = Some(OpenPart { msn, index, independent: f.independent, at, duration, last: duration, bytes: bytes.clone() });
+            }
+        }
+        let open = self.open.as_ref().expect("opened above");
+        // Within a millisecond, as durations summed from ticks are rounded.
+        if open.duration + open.last > target + Duration::from_millis(1) {
+            self.close_part(out)?;
+        } else {
+            out.push(Output::Chunk { msn: open.msn, index: open.index, bytes });
+        }
+        Ok(())
+    }
+
+    fn close_part(&mut self, out: &mut Vec<Output>) -> anyhow::Result<()> {
+        let Some(open) = self.open.take() else { return Ok(()) };
+        let (msn, index) = self.timeline.push(Part { duration: open.duration, independent: open.independent }, open.at)?;
+        // (msn, index) is where `position` said (tested in the timeline); had
+        // it not been, the rendition drops the chunks served under the other name.
+        if self.segment.as_ref().is_some_and(|(s, _)| *s != msn) {
             self.close_segment(out);
         }
-        self.segment.get_or_insert_with(|| (msn, Vec::new())).1.extend_from_slice(&bytes);
-        out.push(Output::Part { msn, index, independent: f.independent, bytes });
+        self.segment.get_or_insert_with(|| (msn, Vec::new())).1.extend_from_slice(&open.bytes);
+        out.push(Output::Part { msn, index, independent: open.independent, bytes: open.bytes });
         Ok(())
     }
 
@@ -202,6 +265,32 @@ mod tests {
         assert_eq!(pdts, [start, start + Duration::from_secs(2)]);
         assert_eq!(p.finish(), vec![Output::Segment { msn: 2, bytes: [frag(8 * 7680, 15, true), frag(9 * 7680, 15, false)].concat() }]);
         assert!(p.timeline().ended());
+    }
+
+    #[test]
+    fn fragments_shorter_than_a_part_are_chunks_of_it_named_before_it_closes() {
+        let mut p = Packager::new(shape(), 1 << 20);
+        let mut s = init(15_360);
+        // Fragments of five frames (a sixth of a second), a key frame every second.
+        for i in 0..12u64 {
+            s.extend(frag(i * 2560, 5, i % 6 == 0));
+        }
+        let out = p.feed(&s, SystemTime::UNIX_EPOCH).unwrap();
+        let names: Vec<String> = out[1..].iter().map(|o| match o {
+            Output::Chunk { msn, index, .. } => format!("c{msn}.{index}"),
+            Output::Part { msn, index, .. } => format!("p{msn}.{index}"),
+            other => format!("{other:?}"),
+        }).collect();
+        assert_eq!(names, ["c0.0", "c0.0", "p0.0", "c0.1", "c0.1", "p0.1", "c0.2", "c0.2", "p0.2", "c0.3", "c0.3", "p0.3"]);
+        // A part is its fragments; its chunks were the first of them.
+        let part = |i: usize| match &out[i] { Output::Part { bytes, .. } | Output::Chunk { bytes, .. } => bytes.clone(), o => panic!("{o:?}") };
+        assert_eq!(part(3), [frag(0, 5, true), frag(2560, 5, false), frag(5120, 5, false)].concat());
+        assert_eq!([part(1), part(2)].concat(), [frag(0, 5, true), frag(2560, 5, false)].concat());
+        assert_eq!(p.timeline().last_part(), Some((0, 3)));
+        // Ending closes what was written of an open part.
+        p.feed(&frag(12 * 2560, 5, true), SystemTime::UNIX_EPOCH).unwrap();
+        let end = p.finish();
+        assert!(matches!(&end[..], [Output::Segment { msn: 0, .. }, Output::Part { msn: 1, index: 0, .. }, Output::Segment { msn: 1, .. }]), "{end:?}");
     }
 
     #[test]

@@ -162,10 +162,7 @@ impl Timeline {
         if part.duration > self.shape.part_target {
             return Err(PushError::PartTooLong { duration: part.duration, part_target: self.shape.part_target });
         }
-        let cut = match &self.open {
-            None => true,
-            Some(open) => part.independent && (self.shape.reached(open.duration()) || self.break_pending),
-        };
+        let cut = self.cuts(part.independent);
         // The part before this one turns out not to be its segment's last:
         // it must have been at least 85 % of the target (independent parts excepted).
         if let (false, Some(open)) = (cut, &self.open) {
@@ -285,6 +282,25 @@ impl Timeline {
             .map(|s| (s.msn, s.parts.len() as u32 - 1))
     }
 
+    /// Whether a part starting with (or without) a key frame begins the next segment.
+    fn cuts(&self, independent: bool) -> bool {
+        match &self.open {
+            None => true,
+            Some(open) => independent && (self.shape.reached(open.duration()) || self.break_pending),
+        }
+    }
+
+    /// Where a part starting with (or without) a key frame goes if it is
+    /// pushed next: (msn, index), exactly as [`Timeline::push`] will place
+    /// it. The packager names a part still being written by it, so its
+    /// first bytes can be served before its duration is known.
+    pub fn position(&self, independent: bool) -> (u64, u32) {
+        match &self.open {
+            Some(open) if !self.cuts(independent) => (open.msn, open.parts.len() as u32),
+            _ => (self.next_msn, 0),
+        }
+    }
+
     /// The part the next push will most likely be (EXT-X-PRELOAD-HINT): the
     /// first of the next segment once the open one has reached the target
     /// (the encoder puts a key frame there), else the open one's next. (If
@@ -373,6 +389,20 @@ mod tests {
             let at = SystemTime::UNIX_EPOCH + T0 + Duration::from_millis(500 * i as u64);
             t.push(part(500, i % 2 == 0), at).unwrap();
         }
+    }
+
+    #[test]
+    fn a_part_is_placed_where_its_position_said() {
+        let mut t = Timeline::new(shape());
+        for i in 0..13usize {
+            // Key frames every other part, and one stray non-key part where a segment could cut.
+            let independent = i % 2 == 0 && i != 8;
+            let predicted = t.position(independent);
+            let at = SystemTime::UNIX_EPOCH + T0 + Duration::from_millis(500 * i as u64);
+            assert_eq!(t.push(part(500, independent), at).unwrap(), predicted, "part {i}");
+        }
+        t.discontinue();
+        assert_eq!(t.position(true), (t.next_msn, 0), "after a break, the next part begins a segment");
     }
 
     #[test]
