@@ -312,6 +312,28 @@ impl Drop for Process {
     }
 }
 
+/// ffmpeg publishing a test pattern of `size` at 30 fps with a tone to
+/// `rtmp` (`rtmp://host:1935/live/KEY`) for `secs`, in real time, as an
+/// encoder would (x264 zerolatency, a key frame a second, AAC), with the
+/// wall clock and its own timestamp burned in: what a person compares with
+/// a clock to see glass-to-glass latency (tests measure it from
+/// PROGRAM-DATE-TIME).
+pub fn publish_live(rtmp: &str, secs: u32, size: &str) -> Process {
+    let child = std::process::Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-re"])
+        .args(["-f", "lavfi", "-i", &format!("testsrc2=size={size}:rate=30:duration={secs}")])
+        .args(["-f", "lavfi", "-i", &format!("sine=frequency=440:sample_rate=48000:duration={secs}")])
+        .args(["-vf", "drawtext=fontfile=/usr/share/fonts/truetype/dejavu/DejaVuSansMono.ttf:fontsize=36:fontcolor=white:box=1:boxcolor=black@0.6:x=16:y=16:text='%{localtime\\:%T} rtmp %{pts\\:hms}'"])
+        .args(["-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency", "-g", "30", "-pix_fmt", "yuv420p"])
+        .args(["-c:a", "aac", "-b:a", "128k", "-f", "flv", rtmp])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("ffmpeg starts");
+    Process(child)
+}
+
 /// A workspace binary: beside a benchmark binary, one folder up from a test
 /// binary (those live in `deps/`).
 pub fn binary(name: &str) -> PathBuf {

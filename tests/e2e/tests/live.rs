@@ -7,7 +7,7 @@
 //! recording becomes a ready video that decodes fully and lasts as long as
 //! what was published.
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use e2e::*;
@@ -19,28 +19,12 @@ const RTMP: &str = "rtmp://127.0.0.1:1935/live";
 /// What the test publishes, in seconds.
 const PUBLISHED: u32 = 32;
 
-/// ffmpeg publishing a 720p30 test pattern with a tone, in real time, as an
-/// encoder would, with the wall clock and its own timestamp burned in (what
-/// a person compares with a clock to see glass-to-glass latency; the tests
-/// measure it from PROGRAM-DATE-TIME).
 fn publish(key: &str, secs: u32) -> Process {
     publish_sized(key, secs, "1280x720")
 }
 
 fn publish_sized(key: &str, secs: u32, size: &str) -> Process {
-    let child = Command::new("ffmpeg")
-        .args(["-hide_banner", "-loglevel", "error", "-re"])
-        .args(["-f", "lavfi", "-i", &format!("testsrc2=size={size}:rate=30:duration={secs}")])
-        .args(["-f", "lavfi", "-i", &format!("sine=frequency=440:sample_rate=48000:duration={secs}")])
-        .args(["-vf", "drawtext=fontfile=/usr/share/fonts/truetype/dejavu/DejaVuSansMono.ttf:fontsize=36:fontcolor=white:box=1:boxcolor=black@0.6:x=16:y=16:text='%{localtime\\:%T} rtmp %{pts\\:hms}'"])
-        .args(["-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency", "-g", "30", "-pix_fmt", "yuv420p"])
-        .args(["-c:a", "aac", "-b:a", "128k", "-f", "flv", &format!("{RTMP}/{key}")])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("ffmpeg starts");
-    Process(child)
+    publish_live(&format!("{RTMP}/{key}"), secs, size)
 }
 
 async fn refusals(reason: &str) -> f64 {
