@@ -100,13 +100,17 @@ pub fn problems(player: Player, url: &str, lines: &[Value]) -> Vec<String> {
     let Some(done) = events(lines, "done").next() else {
         return vec![format!("{player:?} {url}: no result: {:?}", lines.last())];
     };
-    let errors: Vec<&Value> = events(lines, "error").collect();
+    // A blocking playlist reload, or a preload-hint part still streaming,
+    // that the player abandoned itself (it switched rungs while waiting) is
+    // the player's choice, not a failed request: hls.js reports its own abort
+    // as a non-fatal `aborted` (ErrorDetails.INTERNAL_ABORTED), and the
+    // browser the request as ERR_ABORTED. Any other error still counts.
+    let own_abort = |e: &&Value| e["details"] == "aborted" && e["fatal"] == false;
+    let errors: Vec<&Value> = events(lines, "error").filter(|e| !own_abort(e)).collect();
     if !errors.is_empty() {
         out.push(format!("player errors: {errors:?}"));
     }
-    // A blocking playlist reload the player abandoned itself (it switched
-    // rungs while waiting) is the player's choice, not a failed request.
-    let abandoned = |r: &&Value| r["error"] == "net::ERR_ABORTED" && r["url"].as_str().is_some_and(|u| u.contains("_HLS_msn="));
+    let abandoned = |r: &&Value| r["error"] == "net::ERR_ABORTED" && r["url"].as_str().is_some_and(|u| u.contains("_HLS_msn=") || u.contains("/part-"));
     let failed: Vec<&Value> = events(lines, "request").filter(|r| r["failed"] == true || r["status"].as_u64().is_none_or(|s| s >= 400)).filter(|r| !abandoned(r)).collect();
     let abandoned_count = events(lines, "request").filter(abandoned).count() as u64;
     if !failed.is_empty() || done["failed_requests"].as_u64() != Some(abandoned_count) {
