@@ -144,21 +144,8 @@ async fn five_hundred_concurrent_misses_make_one_origin_fetch_and_identical_byte
 async fn waiting_requests_get_the_first_bytes_before_the_object_is_complete() {
     // The origin throttled by a slow S3 is hard to arrange; instead a slow
     // parent: a tiny server that sends half, pauses, then the rest.
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let parent = format!("http://{}", listener.local_addr().unwrap());
-    let (release_tx, release_rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(async move {
-        let (mut sock, _) = listener.accept().await.unwrap();
-        let mut buf = [0u8; 4096];
-        let _ = sock.read(&mut buf).await.unwrap();
-        let head = "HTTP/1.1 200 OK\r\ncontent-type: video/iso.segment\r\ncache-control: max-age=60\r\ncontent-length: 8\r\n\r\n";
-        sock.write_all(head.as_bytes()).await.unwrap();
-        sock.write_all(b"half").await.unwrap();
-        sock.flush().await.unwrap();
-        let _ = release_rx.await;
-        sock.write_all(b"rest").await.unwrap();
-    });
+    let head = "HTTP/1.1 200 OK\r\ncontent-type: video/iso.segment\r\ncache-control: max-age=60\r\ncontent-length: 8\r\n\r\nhalf";
+    let (parent, release_tx) = one_answer_held_back(head, b"rest").await;
     let world = shared::testing::World::new().await;
     let edge = edge(&world, &parent, &[]).await;
     let url = format!("{}/hls/{}/720p/seg_00000.m4s", edge.url(), uuid::Uuid::now_v7());
@@ -179,23 +166,8 @@ async fn waiting_requests_get_the_first_bytes_before_the_object_is_complete() {
 async fn a_live_part_streamed_without_a_length_is_one_flight_whose_chunks_reach_every_waiter() {
     // The live origin streams a part while the encoder writes it: chunked,
     // no Content-Length. It answers one request only: a second fetch would hang.
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let live = format!("http://{}", listener.local_addr().unwrap());
-    let (release_tx, release_rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(async move {
-        let (mut sock, _) = listener.accept().await.unwrap();
-        let mut buf = [0u8; 4096];
-        let _ = sock.read(&mut buf).await.unwrap();
-        let head = "HTTP/1.1 200 OK\r\ncontent-type: video/iso.segment\r\ncache-control: public, max-age=31536000, immutable\r\ntransfer-encoding: chunked\r\n\r\n4\r\nhalf\r\n";
-        sock.write_all(head.as_bytes()).await.unwrap();
-        sock.flush().await.unwrap();
-        let _ = release_rx.await;
-        sock.write_all(b"4\r\nrest\r\n0\r\n\r\n").await.unwrap();
-        sock.flush().await.unwrap();
-        // Hold the connection open: the edge must not need it again.
-        tokio::time::sleep(Duration::from_secs(30)).await;
-    });
+    let head = "HTTP/1.1 200 OK\r\ncontent-type: video/iso.segment\r\ncache-control: public, max-age=31536000, immutable\r\ntransfer-encoding: chunked\r\n\r\n4\r\nhalf\r\n";
+    let (live, release_tx) = one_answer_held_back(head, b"4\r\nrest\r\n0\r\n\r\n").await;
     let world = shared::testing::World::new().await;
     let edge = edge(&world, &live, &[("LIVE_ORIGIN_URL", live.clone())]).await;
     let url = format!("{}/live/{}/{}/720p/part-3-1.m4s", edge.url(), uuid::Uuid::new_v4(), uuid::Uuid::new_v4());

@@ -140,13 +140,10 @@ impl Rendition {
                     self.recorder.init(&self.name, generation, bytes.clone());
                     g.inits.insert(generation, bytes);
                 }
-                Output::Chunk { msn, index, bytes } => {
-                    let open = g.open.get_or_insert_with(|| ((msn, index), Vec::new()));
-                    if open.0 != (msn, index) {
-                        *open = ((msn, index), Vec::new());
-                    }
-                    open.1.push(Bytes::from(bytes));
-                }
+                Output::Chunk { msn, index, bytes } => match &mut g.open {
+                    Some((key, chunks)) if *key == (msn, index) => chunks.push(Bytes::from(bytes)),
+                    open => *open = Some(((msn, index), vec![Bytes::from(bytes)])),
+                },
                 Output::Part { msn, index, bytes, .. } => {
                     // The packager writes one part at a time: this closes the open one.
                     g.open = None;

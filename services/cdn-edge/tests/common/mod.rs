@@ -198,3 +198,26 @@ pub async fn metric(base: &str, name: &str) -> f64 {
 
 #[allow(unused_imports)] // not every test binary polls
 pub use shared::testing::eventually;
+
+/// A server that answers exactly one request: `head` (status line, headers
+/// and the first bytes) at once, `rest` when the returned sender fires; then
+/// it holds the connection open. A second request would hang: a test that
+/// makes one sees it. Its URL and the release.
+pub async fn one_answer_held_back(head: &'static str, rest: &'static [u8]) -> (String, oneshot::Sender<()>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let (release_tx, release_rx) = oneshot::channel::<()>();
+    tokio::spawn(async move {
+        let (mut sock, _) = listener.accept().await.unwrap();
+        let mut buf = [0u8; 4096];
+        let _ = sock.read(&mut buf).await.unwrap();
+        sock.write_all(head.as_bytes()).await.unwrap();
+        sock.flush().await.unwrap();
+        let _ = release_rx.await;
+        sock.write_all(rest).await.unwrap();
+        sock.flush().await.unwrap();
+        tokio::time::sleep(Duration::from_secs(30)).await;
+    });
+    (url, release_tx)
+}
